@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:  make demo  (run the series on the embedded digits data)
+#                                   make test  (the test suite; CI runs exactly this)
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+RUN_DIR ?= outputs/demo
+PARAMS  ?=
+
+.PHONY: demo test install notebooks clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m vablib run --run-dir $(RUN_DIR) $(PARAMS)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+# Regenerate the .ipynb notebooks from their paired py:percent sources (after editing a .py).
+notebooks: $(VENV)/.installed
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+clean-demo:
+	rm -rf $(RUN_DIR)

@@ -1,0 +1,95 @@
+"""Figures: functions that take arrays or tidy DataFrames and return a matplotlib Figure.
+They never call plt.show(); notebooks display and `save_figure` writes them to the run folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+_THEMED = False
+
+
+def theme() -> None:
+    """Set the seaborn theme once for every vablib figure."""
+    global _THEMED
+    if not _THEMED:
+        sns.set_theme(style="whitegrid", context="notebook")
+        _THEMED = True
+
+
+def save_figure(fig, run_or_dir, name: str) -> Path:
+    """Save as PNG under <run>/figures/<name>.png (atomically) and return the path."""
+    import io
+
+    from .runio import atomic_write_bytes
+
+    folder = run_or_dir.figures if hasattr(run_or_dir, "figures") else Path(run_or_dir)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return atomic_write_bytes(folder / f"{name}.png", buf.getvalue())
+
+
+def _show_image(ax, img: np.ndarray) -> None:
+    img = np.asarray(img)
+    if img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(img)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid(images: np.ndarray, titles=None, ncols: int = 8, size: float = 1.3, suptitle: str | None = None):
+    """A grid of uint8 H×W×C images with optional titles."""
+    theme()
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            _show_image(ax, images[i])
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=8)
+        else:
+            ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def samples_per_class(x: np.ndarray, y: np.ndarray, classes, per_class: int = 8, seed: int = 0):
+    """`per_class` random training images of every class, one row per class."""
+    rng = np.random.default_rng(seed)
+    picks, titles = [], []
+    for k, name in enumerate(classes):
+        idx = np.flatnonzero(y == k)
+        chosen = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        for j in range(per_class):
+            picks.append(x[chosen[j]] if j < len(chosen) else np.zeros_like(x[0]))
+            titles.append(name if j == 0 else "")
+    return image_grid(np.stack(picks), titles, ncols=per_class)
+
+
+def class_balance(df: pd.DataFrame):
+    """Bar chart of a tidy frame with columns class, split, count."""
+    theme()
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * df["class"].nunique() + 3), 3.2))
+    sns.barplot(data=df, x="class", y="count", hue="split", ax=ax)
+    ax.set_xlabel("class")
+    ax.set_ylabel("images")
+    ax.tick_params(axis="x", rotation=45 if df["class"].astype(str).str.len().max() > 3 else 0)
+    fig.tight_layout()
+    return fig
+
+
+def class_counts(y_train: np.ndarray, y_test: np.ndarray, classes) -> pd.DataFrame:
+    """Tidy per-class counts for `class_balance`."""
+    rows = []
+    for split, y in (("train", y_train), ("test", y_test)):
+        counts = np.bincount(y, minlength=len(classes))
+        rows += [{"class": classes[k], "split": split, "count": int(c)} for k, c in enumerate(counts)]
+    return pd.DataFrame(rows)
