@@ -113,3 +113,61 @@ def recorded_setup(run) -> SetupConfig:
                                 f"run_dir={str(run.path)!r} first.")
     fields = {f.name for f in dataclasses.fields(SetupConfig)}
     return SetupConfig(**{k: v for k, v in params.items() if k in fields and k not in ("device", "progress")})
+
+
+# ---------------------------------------------------------------- the training budget
+
+# Named budgets. "paper" is the reference CIFAR-10 schedule (GPU); "cpu" is the profile used for
+# the CIFAR-10 subset benchmarks on 2 CPU cores; "demo" keeps `make demo` on digits in minutes.
+# profile="auto" means "paper" on CUDA and "cpu" elsewhere. Explicit values override a profile.
+PROFILES = {
+    "paper": {"model": "resnet18", "width": 1.0, "epochs": 200, "batch_size": 128},
+    "cpu": {"model": "resnet18", "width": 0.25, "epochs": 40, "batch_size": 128},
+    "demo": {"model": "resnet18", "width": 0.125, "epochs": 8, "batch_size": 64},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training budget shared by the no-defense baseline, the clean floor model and the V&B
+    beneficiary, so every comparison uses the same model, schedule and batch size.
+    lr milestones are fractions of `epochs` (the paper's 50/100/150 of 200)."""
+
+    model: str = "resnet18"
+    width: float = 1.0
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: tuple = (0.25, 0.5, 0.75)
+    augment: bool = True
+    amp: bool = True
+
+    def __post_init__(self):
+        from .models import check_model_name
+
+        check_model_name(self.model)
+        check_float("width", self.width, 0, 8, low_open=True)
+        check_int("epochs", self.epochs, 1, 100_000)
+        check_int("batch_size", self.batch_size, 1, 65_536)
+        check_float("lr", self.lr, 0, 10, low_open=True)
+        check_float("momentum", self.momentum, 0, 1, high_open=True)
+        check_float("weight_decay", self.weight_decay, 0, 1)
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        for m in self.lr_milestones:
+            check_float("each lr milestone (a fraction of epochs)", m, 0, 1, low_open=True, high_open=True)
+        check_bool("augment", self.augment)
+        check_bool("amp", self.amp)
+
+    def milestone_epochs(self) -> list[int]:
+        return sorted({max(1, round(m * self.epochs)) for m in self.lr_milestones})
+
+    @classmethod
+    def from_profile(cls, profile: str = "auto", device: torch.device | None = None, **overrides) -> "TrainConfig":
+        """The profile's budget with `overrides` (None values are ignored) applied on top."""
+        check_choice("profile", profile, ("auto", *PROFILES))
+        if profile == "auto":
+            profile = "paper" if device is not None and torch.device(device).type == "cuda" else "cpu"
+        values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**values)

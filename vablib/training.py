@@ -79,3 +79,10 @@ def predict_logits(model, images_uint8: torch.Tensor, normalizer: Normalizer, ba
 
 def predict(model, images_uint8: torch.Tensor, normalizer: Normalizer, batch_size: int = 1024) -> torch.Tensor:
     return predict_logits(model, images_uint8, normalizer, batch_size).argmax(1)
+
+
+def sgd_with_schedule(model, cfg):
+    """SGD and the step schedule of a TrainConfig (lr ×0.1 at each milestone, counted in epochs)."""
+    opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestone_epochs(), gamma=0.1)
+    return opt, sched

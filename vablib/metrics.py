@@ -1,0 +1,66 @@
+"""Metrics: ACC / ASR / RA of a model, and the quality of a poisoned-sample split.
+
+Everything is computed with tensor operations on the device and read back once."""
+from __future__ import annotations
+
+import torch
+
+from .batches import Normalizer
+from .training import predict
+
+
+@torch.no_grad()
+def backdoor_metrics(model, normalizer: Normalizer, x_test: torch.Tensor, y_test: torch.Tensor,
+                     x_triggered: torch.Tensor, y_target: torch.Tensor, y_true: torch.Tensor) -> dict:
+    """ACC on the clean test set; ASR = triggered non-target images predicted as the attack's target
+    label; RA = those predicted as their true label. All tensors on the model's device."""
+    clean = predict(model, x_test, normalizer)
+    out = {"acc": (clean == y_test).float().mean()}
+    if len(x_triggered):
+        bd = predict(model, x_triggered, normalizer)
+        out["asr"] = (bd == y_target).float().mean()
+        out["ra"] = (bd == y_true).float().mean()
+    return {k: float(v) for k, v in out.items()}
+
+
+def auroc(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """Area under the ROC curve of `scores` ranking positives above negatives (ties count half),
+    via the rank-sum (Mann-Whitney U) formula: no per-sample loop."""
+    scores = scores.double().flatten()
+    positives = positives.bool().flatten()
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    sorted_scores, order = torch.sort(scores)
+    # 1-based ranks, averaged over ties: a run of c equal scores ending at rank e gets e - (c-1)/2
+    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    counts = counts.to(scores.dtype)
+    avg = torch.cumsum(counts, 0) - (counts - 1) / 2
+    ranks = torch.empty_like(scores)
+    ranks[order] = avg[inverse]
+    u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def detection_metrics(flagged: torch.Tensor, poisoned: torch.Tensor, suspicion: torch.Tensor | None = None) -> dict:
+    """Quality of a split against the ground-truth poison mask. `flagged` marks samples put in the
+    suspicious set; `suspicion` (higher = more suspicious) gives the AUROC."""
+    flagged, poisoned = flagged.bool(), poisoned.bool()
+    tp = (flagged & poisoned).sum()
+    fp = (flagged & ~poisoned).sum()
+    fn = (~flagged & poisoned).sum()
+    tn = (~flagged & ~poisoned).sum()
+    tp, fp, fn, tn = (int(v) for v in torch.stack([tp, fp, fn, tn]).cpu())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    out = {
+        "precision": precision,
+        "recall": recall,
+        "fpr": fp / (fp + tn) if fp + tn else 0.0,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "n_suspicious": tp + fp,
+        "n_credible": fn + tn,
+    }
+    if suspicion is not None:
+        out["auroc"] = auroc(suspicion, poisoned)
+    return out
