@@ -20,8 +20,13 @@ NORMALIZATION = {
 
 
 def to_device_uint8(x_nhwc: np.ndarray, device) -> torch.Tensor:
-    """N×H×W×C uint8 numpy → N×C×H×W uint8 tensor on the device (never float)."""
-    return torch.from_numpy(np.ascontiguousarray(x_nhwc)).permute(0, 3, 1, 2).contiguous().to(device)
+    """N×H×W×C uint8 numpy → N×C×H×W uint8 tensor on the device (never float).
+
+    The copy into a fresh tensor gives canonical strides: for one channel, `.contiguous()` would
+    keep the permuted strides (1024, 1, 32, 1), which crash oneDNN's conv backward on CPU for some
+    batch sizes (seen with torch 2.14.1)."""
+    nchw = torch.from_numpy(np.ascontiguousarray(x_nhwc)).permute(0, 3, 1, 2)
+    return torch.empty(nchw.shape, dtype=torch.uint8).copy_(nchw).to(device)
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:

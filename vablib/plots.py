@@ -93,3 +93,81 @@ def class_counts(y_train: np.ndarray, y_test: np.ndarray, classes) -> pd.DataFra
         counts = np.bincount(y, minlength=len(classes))
         rows += [{"class": classes[k], "split": split, "count": int(c)} for k, c in enumerate(counts)]
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- V&B figures
+
+def entropy_histogram(df: pd.DataFrame, threshold: float | None = None, column: str = "log10_entropy"):
+    """Histogram of per-sample scores by ground truth (columns: `column`, kind ∈ clean/poisoned),
+    with an optional vertical threshold line."""
+    theme()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    sns.histplot(data=df, x=column, hue="kind", bins=60, stat="density", common_norm=False, element="step", ax=ax,
+                 palette={"clean": "tab:blue", "poisoned": "tab:red"})
+    if threshold is not None:
+        ax.axvline(threshold, color="black", ls="--", lw=1)
+    ax.set_xlabel(column.replace("_", " "))
+    fig.tight_layout()
+    return fig
+
+
+def detection_rounds(df: pd.DataFrame):
+    """Split quality per scoring round (columns: round, precision, recall, fpr, auroc)."""
+    theme()
+    long = df.melt(id_vars="round", value_vars=[c for c in ("precision", "recall", "fpr", "auroc") if c in df],
+                   var_name="metric", value_name="value")
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sns.lineplot(data=long, x="round", y="value", hue="metric", marker="o", ax=ax)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("scoring round")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(df: pd.DataFrame, metrics=("acc", "asr", "ra"), baseline: dict | None = None):
+    """Per-epoch curves from metrics.jsonl rows; dashed lines show the no-defense baseline."""
+    theme()
+    long = df.melt(id_vars=["epoch"], value_vars=[m for m in metrics if m in df], var_name="metric", value_name="value")
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    sns.lineplot(data=long, x="epoch", y="value", hue="metric", ax=ax)
+    if "phase" in df and (df["phase"] == "suppress").any():
+        ax.axvline(df.loc[df["phase"] == "suppress", "epoch"].min() - 0.5, color="grey", ls=":", lw=1)
+        ax.text(df.loc[df["phase"] == "suppress", "epoch"].min(), 1.01, "suppression", fontsize=8, color="grey")
+    palette = dict(zip(long["metric"].unique(), sns.color_palette()))
+    for m, v in (baseline or {}).items():
+        if m in palette and v is not None:
+            ax.axhline(v, color=palette[m], ls="--", lw=1, alpha=0.7)
+    ax.set_ylim(-0.02, 1.05)
+    fig.tight_layout()
+    return fig
+
+
+def attention_mix_examples(images: np.ndarray, attention: np.ndarray, mixed: np.ndarray, titles=None):
+    """Rows: image, attention map, mixed image (images uint8 H×W×C, attention H×W in [0, 1])."""
+    theme()
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(1.5 * n, 4.8), squeeze=False)
+    for i in range(n):
+        _show_image(axes[0, i], images[i])
+        axes[1, i].imshow(attention[i], cmap="magma", vmin=0, vmax=1)
+        axes[1, i].set_xticks([])
+        axes[1, i].set_yticks([])
+        _show_image(axes[2, i], mixed[i])
+        if titles is not None:
+            axes[0, i].set_title(str(titles[i]), fontsize=8)
+    for row, name in enumerate(("image", "attention", "mixed")):
+        axes[row, 0].set_ylabel(name)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_bars(df: pd.DataFrame):
+    """Grouped bars: columns model, metric, value (e.g. V&B vs no defense vs clean floor)."""
+    theme()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    sns.barplot(data=df, x="metric", y="value", hue="model", ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7)
+    ax.set_ylim(0, 1.1)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,119 @@
+import json
+
+import pytest
+import torch
+
+from vablib import runio
+from vablib.config import TrainConfig
+from vablib.errors import CheckpointError, ConfigError
+from vablib.vab import PHASES, VabConfig, VabTrainer
+
+TINY = TrainConfig(model="convnet", width=0.25, epochs=4, batch_size=64)
+TINY_VAB = VabConfig(victim_epoch_samples=600, checkpoint_every=1)
+
+
+def _trainer(data, run=None, cfg=TINY, vcfg=TINY_VAB, seed=0):
+    return VabTrainer(data, cfg, vcfg, "cpu", seed, run, progress=False)
+
+
+def test_schedule_scales_with_epochs(poisoned_digits):
+    paper = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=200), vcfg=VabConfig())
+    assert paper.mix_epochs == 100 and paper.reselect_interval == 5
+    assert [e for e in range(1, 101) if paper.reselects_before(e)] == list(range(6, 101, 5))
+    assert all(paper.reselects_before(e) for e in range(101, 201))
+    assert paper.lambda_u(150) == 0.1 and paper.lambda_u(151) == 0.5
+    assert paper.ben_sched.milestones == {50: 1, 100: 1, 150: 1}
+    short = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=8), vcfg=VabConfig())
+    assert short.mix_epochs == 4 and short.reselect_interval == 1 and short.lambda_u(7) == 0.5
+
+
+def test_victim_budget_is_counted_in_samples(poisoned_digits):
+    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_epoch_samples=50_000, victim_batch_size=128))
+    n = len(poisoned_digits.y_train)
+    assert t.victim_steps(n) == 391  # the paper's one epoch of CIFAR-10, whatever the dataset size
+    assert t.victim_steps(n // 10) == pytest.approx(40, abs=1)
+    plain = _trainer(poisoned_digits, vcfg=VabConfig(victim_epoch_samples=0, victim_batch_size=128))
+    assert plain.victim_steps(n) == -(-n // 128)
+
+
+def test_full_run_writes_metrics_in_range_and_checkpoints(tmp_path, poisoned_digits):
+    run = runio.RunDir(tmp_path / "run")
+    t = _trainer(poisoned_digits, run)
+    t.run_phase("suppress")
+    assert t.phases_done == list(PHASES) and t.epoch == 4
+    rows = runio.read_jsonl(run.path / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["phase"] for r in rows] == ["mix", "mix", "suppress", "suppress"]
+    for r in rows:
+        for k in ("acc", "asr", "ra", "precision", "recall", "fpr", "f1", "auroc"):
+            assert 0.0 <= r[k] <= 1.0, (k, r[k])
+        assert r["n_suspicious"] + r["n_credible"] == len(poisoned_digits.y_train)
+    for p in PHASES:
+        assert (run.checkpoints / f"after_{p}.pt").exists()
+    assert len(t.rounds) >= 2 and all(0 <= r["auroc"] <= 1 for r in t.rounds)
+
+
+def _interrupt_at(epoch):
+    def hook(rec):
+        if rec["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    return hook
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_digits):
+    whole = _trainer(poisoned_digits, runio.RunDir(tmp_path / "a"))
+    whole.run_phase("suppress")
+    expected = runio.read_jsonl(tmp_path / "a" / "metrics.jsonl")
+
+    run_b = runio.RunDir(tmp_path / "b")
+    first = _trainer(poisoned_digits, run_b)
+    with pytest.raises(KeyboardInterrupt):
+        first.run_phase("suppress", on_epoch=_interrupt_at(3))  # killed after epoch 3's record, before its checkpoint
+    second = _trainer(poisoned_digits, run_b)
+    assert second.resume() and second.epoch == 2 and second.phases_done == ["warmup", "rounds", "mix"]
+    second.run_phase("suppress")
+    got = runio.read_jsonl(run_b.path / "metrics.jsonl")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(got) == strip(expected)
+    assert torch.equal(second.suspicious, whole.suspicious)
+    for a, b in zip(second.beneficiary.state_dict().values(), whole.beneficiary.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path, poisoned_digits):
+    run = runio.RunDir(tmp_path / "r")
+    t = _trainer(poisoned_digits, run)
+    t.run_phase("warmup")
+    other = _trainer(poisoned_digits, run, seed=1)
+    with pytest.raises(CheckpointError, match="other data, attack, seed"):
+        other.resume()
+
+
+def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
+    run = runio.RunDir(tmp_path / "r")
+    (run.checkpoints / "latest.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        _trainer(poisoned_digits, run).resume()
+
+
+@pytest.mark.parametrize("kw", [{"split": "otsu"}, {"ema_weight": 0}, {"victim_model": "vgg"}, {"warmup_rounds": 0},
+                                {"mix_fraction": 1.5}, {"temperature": -1}])
+def test_bad_vab_settings(kw):
+    with pytest.raises(ConfigError):
+        VabConfig(**kw)
+
+
+def test_nan_loss_stops_with_the_epoch_named(tmp_path, poisoned_digits):
+    from vablib.errors import TrainingDivergedError
+
+    t = _trainer(poisoned_digits, runio.RunDir(tmp_path / "n"), cfg=TrainConfig(model="convnet", width=0.25, epochs=4,
+                                                                                 batch_size=64, lr=10.0))
+    t.run_phase("rounds")
+    with torch.no_grad():
+        for p in t.beneficiary.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="AttentionMix epoch 1"):
+        t.run_phase("mix")
+    assert json.loads(json.dumps(runio.load_checkpoint(tmp_path / "n" / "checkpoints" / "latest.pt")["phases_done"])) == \
+        ["warmup", "rounds"]

@@ -1,0 +1,452 @@
+"""The V&B defense end to end: victim, entropy detection, beneficiary with AttentionMix,
+semi-supervised suppression, periodic re-selection.
+
+`VabTrainer` holds the whole state (two networks, their optimizers, the beneficiary's schedule,
+the entropy tracker and the split) and advances it phase by phase:
+
+    warmup    the victim trains on the whole poisoned set, then scores every sample (round 1)
+    rounds    the victim trains on the suspicious set; re-score and re-split (rounds 2..)
+    mix       beneficiary epochs 1..E/2: AttentionMix on credible samples
+    suppress  beneficiary epochs E/2+1..E: labelled credible + unlabelled suspicious, with the
+              victim's soft predictions subtracted from the targets
+
+Phase boundaries, lr milestones and the λ switch are fractions of the total number of epochs, so
+the paper's 200-epoch schedule and a short CPU schedule are the same code. The victim's budget is
+counted in samples seen at the scale of the paper's CIFAR-10 epoch (50,000 images), not in
+epochs, so a small dataset does not leave the victim with a handful of optimizer steps.
+
+Every random draw comes from a generator seeded by (seed, purpose, epoch or round), so a run
+resumed from a checkpoint continues exactly as an uninterrupted one would (on CPU).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import runio
+from .attentionmix import attention_mix
+from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
+from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_int)
+from .detection import SPLITS, EntropyTracker, score_entropy
+from .errors import CheckpointError
+from .metrics import backdoor_metrics, detection_metrics
+from .models import build_model, check_model_name
+from .suppression import labelled_targets, pseudo_targets, victim_soft_predictions
+from .training import adam, autocast, check_finite, sgd_with_schedule, soft_cross_entropy
+from .utils import progress as progress_bar
+
+PHASES = ("warmup", "rounds", "mix", "suppress")
+
+
+@dataclass(frozen=True)
+class VabConfig:
+    """V&B settings; defaults are the reference code's CIFAR-10 settings except `split`, which
+    defaults to the adaptive Gaussian mixture ("reference" restores the fixed thresholds)."""
+
+    victim_model: str = ""  # "" = the beneficiary's architecture
+    victim_width: float = 0.0  # 0 = the beneficiary's width
+    victim_lr: float = 1e-3
+    victim_weight_decay: float = 5e-4
+    victim_batch_size: int = 128
+    victim_epoch_samples: int = 50_000  # one victim "epoch" = this many samples at full scale; 0 = a plain epoch
+    warmup_rounds: int = 2
+    ema_weight: float = 0.75
+    split: str = "gmm"
+    max_suspicious_fraction: float = 0.5
+    threshold_step: float = 0.4
+    threshold_floor: float = 0.2
+    mix_fraction: float = 0.5  # beneficiary epochs spent on AttentionMix before suppression
+    reselect_every: float = 0.025  # re-selection interval during AttentionMix, as a fraction of epochs (5/200)
+    attention_threshold: float = 0.1
+    temperature: float = 3.0
+    lambda_u: float = 0.1
+    lambda_u_late: float = 0.5
+    lambda_switch: float = 0.75  # λ changes at this fraction of epochs (150/200)
+    suppress_labelled: bool = True  # subtract the victim's prediction from credible targets too (reference)
+    checkpoint_every: int = 5
+
+    def __post_init__(self):
+        if self.victim_model:
+            check_model_name(self.victim_model)
+        check_float("victim_width", self.victim_width, 0, 8)
+        check_float("victim_lr", self.victim_lr, 0, 1, low_open=True)
+        check_float("victim_weight_decay", self.victim_weight_decay, 0, 1)
+        check_int("victim_batch_size", self.victim_batch_size, 1, 65_536)
+        check_int("victim_epoch_samples", self.victim_epoch_samples, 0)
+        check_int("warmup_rounds", self.warmup_rounds, 1, 100)
+        check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
+        check_choice("split", self.split, SPLITS)
+        check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
+        check_float("threshold_step", self.threshold_step, 0, 1)
+        check_float("threshold_floor", self.threshold_floor, 0, 1)
+        check_float("mix_fraction", self.mix_fraction, 0, 1)
+        check_float("reselect_every", self.reselect_every, 0, 1, low_open=True)
+        check_float("attention_threshold", self.attention_threshold, 0, 1)
+        check_float("temperature", self.temperature, 0, 1000, low_open=True)
+        check_float("lambda_u", self.lambda_u, 0, 100)
+        check_float("lambda_u_late", self.lambda_u_late, 0, 100)
+        check_float("lambda_switch", self.lambda_switch, 0, 1)
+        check_bool("suppress_labelled", self.suppress_labelled)
+        check_int("checkpoint_every", self.checkpoint_every, 1)
+
+
+def _generator(seed: int, purpose: str, index: int) -> torch.Generator:
+    """An independent, reproducible stream per (seed, purpose, epoch/round)."""
+    digest = hashlib.sha256(f"{seed}/{purpose}/{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def config_key(*parts) -> str:
+    text = json.dumps([p if isinstance(p, (str, int, float, dict, list)) else as_params(p) for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class VabTrainer:
+    """Runs V&B on a `vablib.attacks.PoisonedData`, writing metrics and checkpoints to a run folder.
+
+    The ground-truth poison mask is used only to *report* detection quality, never for training.
+    """
+
+    def __init__(self, data, train_cfg: TrainConfig, vab_cfg: VabConfig, device: torch.device, seed: int,
+                 run: runio.RunDir | None = None, progress: bool = True, channels_last: bool | None = None):
+        self.data, self.cfg, self.vcfg = data, train_cfg, vab_cfg
+        self.device, self.seed, self.run, self.progress = torch.device(device), int(seed), run, progress
+        self.amp = train_cfg.amp
+        cl = self.device.type == "cuda" if channels_last is None else channels_last
+        k = data.num_classes
+        channels = data.x_train.shape[3]
+        self.num_classes = k
+        self.normalize = Normalizer.for_dataset(data.dataset_name, channels, self.device, channels_last=cl)
+        # the whole training set lives on the device as uint8
+        self.x = to_device_uint8(data.x_train, self.device)
+        self.y = torch.as_tensor(data.y_train, device=self.device)
+        self.poisoned = torch.as_tensor(data.poison_mask, device=self.device)
+        self.eval_tensors = {
+            "x_test": to_device_uint8(data.x_test, self.device),
+            "y_test": torch.as_tensor(data.y_test, device=self.device),
+            "x_triggered": to_device_uint8(data.x_bd_test, self.device),
+            "y_target": torch.as_tensor(data.y_bd_target, device=self.device),
+            "y_true": torch.as_tensor(data.y_bd_true, device=self.device),
+        }
+        torch.manual_seed(self.seed)
+        mem = torch.channels_last if cl else torch.contiguous_format
+        self.beneficiary = build_model(train_cfg.model, k, channels, train_cfg.width).to(self.device, memory_format=mem)
+        self.victim = build_model(vab_cfg.victim_model or train_cfg.model, k, channels,
+                                  vab_cfg.victim_width or train_cfg.width).to(self.device, memory_format=mem)
+        self.ben_opt, self.ben_sched = sgd_with_schedule(self.beneficiary, train_cfg)
+        self.vic_opt = adam(self.victim, vab_cfg.victim_lr, vab_cfg.victim_weight_decay)
+        self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
+                                      vab_cfg.threshold_step, vab_cfg.threshold_floor)
+        self.epoch = 0  # beneficiary epochs completed
+        self.phases_done: list[str] = []
+        self.victim_rounds = 0  # victim training passes completed
+        self.rounds: list[dict] = []  # detection quality after each scoring
+        self.timings: dict[str, float] = {p: 0.0 for p in PHASES}
+        self.key = config_key(train_cfg, vab_cfg, data.manifest.get("fingerprint", ""), data.manifest.get("attack", ""),
+                              self.seed)
+
+    # ------------------------------------------------------------------ schedule
+
+    @property
+    def mix_epochs(self) -> int:
+        return int(round(self.vcfg.mix_fraction * self.cfg.epochs))
+
+    @property
+    def reselect_interval(self) -> int:
+        return max(1, int(round(self.vcfg.reselect_every * self.cfg.epochs)))
+
+    def lambda_u(self, epoch: int) -> float:
+        return self.vcfg.lambda_u if epoch <= self.vcfg.lambda_switch * self.cfg.epochs else self.vcfg.lambda_u_late
+
+    def phase_of(self, epoch: int) -> str:
+        return "mix" if epoch <= self.mix_epochs else "suppress"
+
+    def reselects_before(self, epoch: int) -> bool:
+        """Re-selection happens before beneficiary epoch `epoch`: every `reselect_interval` epochs
+        during AttentionMix (5 of 200 in the reference), every epoch during suppression."""
+        if epoch == 1:
+            return False
+        if self.phase_of(epoch) == "suppress":
+            return True
+        return (epoch - 1) % self.reselect_interval == 0
+
+    # ------------------------------------------------------------------ victim
+
+    @property
+    def suspicious(self) -> torch.Tensor:
+        return self.tracker.suspicious
+
+    def victim_steps(self, n_samples: int) -> int:
+        scale = self.vcfg.victim_epoch_samples / len(self.x) if self.vcfg.victim_epoch_samples else 1.0
+        return max(1, math.ceil(n_samples * scale / self.vcfg.victim_batch_size))
+
+    def train_victim(self, indices: torch.Tensor) -> dict:
+        """One victim "epoch" on `indices` (no augmentation, Adam), budgeted in optimizer steps."""
+        if len(indices) == 0:
+            return {"victim_steps": 0, "victim_loss": float("nan")}
+        steps = self.victim_steps(len(indices))
+        gen_seed = int(torch.randint(0, 2**62, (1,), generator=_generator(self.seed, "victim", self.victim_rounds)))
+        it = BatchIterator(self.x, self.y, self.normalize, batch_size=min(self.vcfg.victim_batch_size, len(indices)),
+                           shuffle=True, augment=False, seed=gen_seed, indices=indices.cpu())
+        self.victim.train()
+        loss_sum = torch.zeros((), device=self.device)
+        done = 0
+        while done < steps:
+            for x, y, _ in it:
+                with autocast(self.device, self.amp):
+                    logits = self.victim(x)
+                loss = F.cross_entropy(logits.float(), y)
+                self.vic_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.vic_opt.step()
+                loss_sum += loss.detach()
+                done += 1
+                if done >= steps:
+                    break
+        self.victim_rounds += 1
+        return {"victim_steps": steps, "victim_loss": check_finite(loss_sum, "victim training") / steps}
+
+    def score_and_split(self) -> dict:
+        """Score every training sample with the victim, update the EMA and the split; returns the
+        split's quality against the ground truth (for reporting only)."""
+        entropy = score_entropy(self.victim, self.x, self.normalize)
+        self.last_entropy = entropy
+        self.tracker.update(entropy)
+        quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
+        quality["round"] = self.tracker.rounds
+        self.rounds.append(quality)
+        return quality
+
+    def reselect(self) -> dict:
+        """Periodic re-selection: one more victim epoch on the suspicious set, then re-score."""
+        info = self.train_victim(torch.nonzero(self.suspicious).flatten())
+        quality = self.score_and_split()
+        quality.update({f"before_{k}": v for k, v in info.items()})
+        return quality
+
+    # ------------------------------------------------------------------ beneficiary
+
+    def _views(self, raw: torch.Tensor, gen: torch.Generator, n: int = 2) -> list[torch.Tensor]:
+        views = [self.normalize(random_crop_flip(raw, gen)) for _ in range(n)] if self.cfg.augment else \
+            [self.normalize(raw)] * n
+        return views
+
+    @torch.no_grad()
+    def _features_eval(self, x: torch.Tensor) -> torch.Tensor:
+        self.beneficiary.eval()
+        with autocast(self.device, self.amp):
+            feats = self.beneficiary.features(x)
+        self.beneficiary.train()
+        return feats
+
+    def _permutation(self, batch: int, views: int, gen: torch.Generator) -> torch.Tensor:
+        """A random partner for every image, drawn within its own view."""
+        return torch.cat([v * batch + torch.randperm(batch, generator=gen) for v in range(views)]).to(self.device)
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.ben_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.ben_opt.step()
+
+    def mix_epoch(self, epoch: int) -> dict:
+        """AttentionMix on the credible set: two augmented views per image; one no-grad pass for
+        the feature maps of both views, one training pass on the mixed batch."""
+        gen = _generator(self.seed, "beneficiary", epoch)
+        credible = torch.nonzero(~self.suspicious).flatten().cpu()
+        it = BatchIterator(self.x, self.y, self.normalize, self.cfg.batch_size, shuffle=True, augment=False,
+                           seed=int(torch.randint(0, 2**62, (1,), generator=gen)), indices=credible)
+        self.beneficiary.train()
+        loss_sum, steps = torch.zeros((), device=self.device), 0
+        for raw, y, _ in progress_bar(it.raw(), self.progress, total=len(it), desc=f"mix {epoch}"):
+            b = len(y)
+            x = torch.cat(self._views(raw, gen))
+            targets = F.one_hot(y, self.num_classes).float().repeat(2, 1)
+            mixed, mixed_t, _ = attention_mix(x, targets, self._features_eval(x), self._permutation(b, 2, gen),
+                                              self.vcfg.attention_threshold)
+            with autocast(self.device, self.amp):
+                logits = self.beneficiary(mixed)
+            loss = soft_cross_entropy(logits, mixed_t)
+            self._step(loss)
+            loss_sum += loss.detach()
+            steps += 1
+        return {"loss": check_finite(loss_sum, f"AttentionMix epoch {epoch}") / max(steps, 1)}
+
+    def suppress_epoch(self, epoch: int) -> dict:
+        """Semi-supervised suppression: credible batch labelled, suspicious batch unlabelled, both
+        with targets minus the victim's temperature-softened prediction."""
+        gen = _generator(self.seed, "beneficiary", epoch)
+        credible = torch.nonzero(~self.suspicious).flatten().cpu()
+        suspicious = torch.nonzero(self.suspicious).flatten().cpu()
+        seeds = torch.randint(0, 2**62, (2,), generator=gen).tolist()
+        lab = BatchIterator(self.x, self.y, self.normalize, self.cfg.batch_size, shuffle=True, seed=seeds[0],
+                            indices=credible)
+        unl = BatchIterator(self.x, self.y, self.normalize, self.cfg.batch_size, shuffle=True, seed=seeds[1],
+                            indices=suspicious) if len(suspicious) else None
+        unl_batches = iter(())
+        lam = self.lambda_u(epoch)
+        self.beneficiary.train()
+        self.victim.eval()
+        loss_sum, steps = torch.zeros((), device=self.device), 0
+        for raw_l, y_l, _ in progress_bar(lab.raw(), self.progress, total=len(lab), desc=f"suppress {epoch}"):
+            b = len(y_l)
+            raw_u = None
+            if unl is not None:
+                raw_u = next(unl_batches, None)
+                if raw_u is None:  # cycle the (smaller) suspicious set
+                    unl_batches = unl.raw()
+                    raw_u = next(unl_batches)
+                raw_u = raw_u[0][:b]
+            bu = 0 if raw_u is None else len(raw_u)
+            views_l = self._views(raw_l, gen)
+            views_u = self._views(raw_u, gen) if bu else []
+            with torch.no_grad():
+                plain = self.normalize(raw_l if not bu else torch.cat([raw_l, raw_u]))
+                with autocast(self.device, self.amp):
+                    q = victim_soft_predictions(self.victim(plain), self.vcfg.temperature)
+                # one no-grad beneficiary pass: feature maps of the labelled views (attention) and
+                # predictions of the unlabelled views (pseudo-labels)
+                feats = self._features_eval(torch.cat(views_l + views_u))
+                if bu:
+                    probs_u = torch.softmax(self.beneficiary.head(self.beneficiary.pool(feats[2 * b:])).float(), 1)
+            onehot = F.one_hot(y_l, self.num_classes).float()
+            t_l = labelled_targets(y_l, q[:b]) if self.vcfg.suppress_labelled else onehot
+            mixed, mixed_t, _ = attention_mix(torch.cat(views_l), t_l.repeat(2, 1), feats[:2 * b],
+                                              self._permutation(b, 2, gen), self.vcfg.attention_threshold)
+            inputs = torch.cat([mixed] + views_u)
+            with autocast(self.device, self.amp):
+                logits = self.beneficiary(inputs)
+            loss = soft_cross_entropy(logits[:2 * b], mixed_t)
+            if bu:
+                t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q[b:]).repeat(2, 1)
+                loss = loss + lam * soft_cross_entropy(logits[2 * b:], t_u)
+            self._step(loss)
+            loss_sum += loss.detach()
+            steps += 1
+        self.victim.train()
+        return {"loss": check_finite(loss_sum, f"suppression epoch {epoch}") / max(steps, 1), "lambda_u": lam}
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self) -> dict:
+        out = backdoor_metrics(self.beneficiary, self.normalize, **self.eval_tensors)
+        out.update(detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema))
+        return out
+
+    # ------------------------------------------------------------------ driving the phases
+
+    def run_phase(self, phase: str, on_epoch=None) -> list[dict]:
+        """Advance to the end of `phase` (earlier phases first); phases already done are skipped.
+        Returns the epoch records written during this call."""
+        check_choice("phase", phase, PHASES)
+        records = []
+        for p in PHASES[: PHASES.index(phase) + 1]:
+            if p in self.phases_done:
+                continue
+            if p in ("warmup", "rounds"):
+                t0 = time.time()
+                if p == "warmup":
+                    victim_info = self.train_victim(torch.arange(len(self.x), device=self.device))
+                    self.score_and_split().update({f"warmup_{k}": v for k, v in victim_info.items()})
+                else:
+                    for r in range(1, self.vcfg.warmup_rounds + 1):
+                        if r > 1:
+                            self.score_and_split()
+                        self.rounds[-1].update(self.train_victim(torch.nonzero(self.suspicious).flatten()))
+                self.timings[p] += time.time() - t0
+            else:
+                last = self.mix_epochs if p == "mix" else self.cfg.epochs
+                while self.epoch < last:
+                    rec = self._beneficiary_epoch(p)
+                    records.append(rec)
+                    if on_epoch is not None:
+                        on_epoch(rec)
+                    if self.epoch % self.vcfg.checkpoint_every == 0 and self.epoch < last:
+                        self.save()
+            self.phases_done.append(p)
+            self.save(boundary=p)
+        return records
+
+    def _beneficiary_epoch(self, phase: str) -> dict:
+        """Re-select if due, train one epoch, evaluate, append the record to metrics.jsonl."""
+        t0 = time.time()
+        epoch = self.epoch + 1
+        reselected = self.reselects_before(epoch)
+        if reselected:
+            self.reselect()
+        info = self.mix_epoch(epoch) if phase == "mix" else self.suppress_epoch(epoch)
+        lr = self.ben_opt.param_groups[0]["lr"]
+        self.ben_sched.step()
+        self.epoch = epoch
+        rec = {"epoch": epoch, "phase": phase, "lr": lr, "reselected": reselected, **info, **self.evaluate(),
+               "seconds": time.time() - t0}
+        self.timings[phase] += rec["seconds"]
+        if self.run is not None:
+            runio.append_jsonl(self.run.path / "metrics.jsonl", rec)
+        return rec
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "epoch": self.epoch,
+            "phases_done": list(self.phases_done),
+            "victim_rounds": self.victim_rounds,
+            "victim": self.victim.state_dict(),
+            "beneficiary": self.beneficiary.state_dict(),
+            "victim_opt": self.vic_opt.state_dict(),
+            "ben_opt": self.ben_opt.state_dict(),
+            "ben_sched": self.ben_sched.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "rounds_json": json.dumps(runio._jsonable(self.rounds)),
+            "timings_json": json.dumps(self.timings),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("key") != self.key:
+            raise CheckpointError("this checkpoint was written by a run with other data, attack, seed or V&B "
+                                  "settings; use a new run_dir or delete the checkpoints folder to start over.")
+        self.epoch = int(state["epoch"])
+        self.phases_done = list(state["phases_done"])
+        self.victim_rounds = int(state["victim_rounds"])
+        self.victim.load_state_dict(state["victim"])
+        self.beneficiary.load_state_dict(state["beneficiary"])
+        self.vic_opt.load_state_dict(state["victim_opt"])
+        self.ben_opt.load_state_dict(state["ben_opt"])
+        self.ben_sched.load_state_dict(state["ben_sched"])
+        tracker = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in state["tracker"].items()}
+        self.tracker.load_state_dict(tracker)
+        self.rounds = json.loads(state["rounds_json"])
+        self.timings = json.loads(state["timings_json"])
+
+    def save(self, boundary: str | None = None) -> None:
+        """Write checkpoints/latest.pt (and after_<phase>.pt at a phase boundary), atomically."""
+        if self.run is None:
+            return
+        state = self.state_dict()
+        runio.save_checkpoint(self.run.checkpoints / "latest.pt", state)
+        if boundary:
+            runio.save_checkpoint(self.run.checkpoints / f"after_{boundary}.pt", state)
+
+    def resume(self) -> bool:
+        """Load checkpoints/latest.pt if there is one; drop metric rows written after it (they will
+        be recomputed identically). Returns whether a checkpoint was loaded."""
+        if self.run is None or not (self.run.checkpoints / "latest.pt").exists():
+            return False
+        self.load_state_dict(runio.load_checkpoint(self.run.checkpoints / "latest.pt", map_location=self.device))
+        path = self.run.path / "metrics.jsonl"
+        rows = runio.read_jsonl(path)
+        kept = [r for r in rows if r.get("epoch", 0) <= self.epoch]
+        if len(kept) != len(rows):
+            runio.rewrite_jsonl(path, kept)
+        return True
+
+    def history(self) -> list[dict]:
+        return runio.read_jsonl(self.run.path / "metrics.jsonl") if self.run is not None else []
