@@ -9,7 +9,7 @@ from vablib.errors import CheckpointError, ConfigError
 from vablib.vab import PHASES, VabConfig, VabTrainer
 
 TINY = TrainConfig(model="convnet", width=0.25, epochs=4, batch_size=64)
-TINY_VAB = VabConfig(victim_epoch_samples=600, checkpoint_every=1)
+TINY_VAB = VabConfig(victim_warmup_samples=600, checkpoint_every=1)
 
 
 def _trainer(data, run=None, cfg=TINY, vcfg=TINY_VAB, seed=0):
@@ -28,12 +28,13 @@ def test_schedule_scales_with_epochs(poisoned_digits):
 
 
 def test_victim_budget_is_counted_in_samples(poisoned_digits):
-    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_epoch_samples=50_000, victim_batch_size=128))
+    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_warmup_samples=50_000, victim_batch_size=128))
     n = len(poisoned_digits.y_train)
-    assert t.victim_steps(n) == 391  # the paper's one epoch of CIFAR-10, whatever the dataset size
-    assert t.victim_steps(n // 10) == pytest.approx(40, abs=1)
-    plain = _trainer(poisoned_digits, vcfg=VabConfig(victim_epoch_samples=0, victim_batch_size=128))
-    assert plain.victim_steps(n) == -(-n // 128)
+    assert t.victim_steps(n, warmup=True) == 391  # the paper's one epoch of CIFAR-10, whatever the dataset size
+    assert t.victim_steps(100) == 1  # a round: one pass over the suspicious set
+    assert _trainer(poisoned_digits, vcfg=VabConfig(victim_round_epochs=3.0)).victim_steps(300) == 8
+    plain = _trainer(poisoned_digits, vcfg=VabConfig(victim_warmup_samples=0, victim_batch_size=128))
+    assert plain.victim_steps(n, warmup=True) == -(-n // 128)
 
 
 def test_full_run_writes_metrics_in_range_and_checkpoints(tmp_path, poisoned_digits):
@@ -61,16 +62,18 @@ def _interrupt_at(epoch):
     return hook
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_digits):
-    whole = _trainer(poisoned_digits, runio.RunDir(tmp_path / "a"))
+@pytest.mark.parametrize("folds", [1, 2])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_digits, folds):
+    vcfg = VabConfig(victim_warmup_samples=600, checkpoint_every=1, victim_folds=folds)
+    whole = _trainer(poisoned_digits, runio.RunDir(tmp_path / "a"), vcfg=vcfg)
     whole.run_phase("suppress")
     expected = runio.read_jsonl(tmp_path / "a" / "metrics.jsonl")
 
     run_b = runio.RunDir(tmp_path / "b")
-    first = _trainer(poisoned_digits, run_b)
+    first = _trainer(poisoned_digits, run_b, vcfg=vcfg)
     with pytest.raises(KeyboardInterrupt):
         first.run_phase("suppress", on_epoch=_interrupt_at(3))  # killed after epoch 3's record, before its checkpoint
-    second = _trainer(poisoned_digits, run_b)
+    second = _trainer(poisoned_digits, run_b, vcfg=vcfg)
     assert second.resume() and second.epoch == 2 and second.phases_done == ["warmup", "rounds", "mix"]
     second.run_phase("suppress")
     got = runio.read_jsonl(run_b.path / "metrics.jsonl")
@@ -117,3 +120,18 @@ def test_nan_loss_stops_with_the_epoch_named(tmp_path, poisoned_digits):
         t.run_phase("mix")
     assert json.loads(json.dumps(runio.load_checkpoint(tmp_path / "n" / "checkpoints" / "latest.pt")["phases_done"])) == \
         ["warmup", "rounds"]
+
+
+def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poisoned_digits):
+    from vablib.detection import score_entropy
+
+    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_folds=2, victim_warmup_samples=600))
+    assert set(t.fold.tolist()) == {0, 1} and abs(int((t.fold == 0).sum()) - len(t.x) // 2) <= 1
+    before = [[p.clone() for p in v.parameters()] for v in t.victims]
+    t.train_victim(torch.nonzero(t.fold == 0).flatten())  # only fold-0 samples: only victim 0 moves
+    assert not all(torch.equal(a, b) for a, b in zip(before[0], t.victims[0].parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before[1], t.victims[1].parameters()))
+    entropy = t.victim_entropy()
+    sel = t.fold == 0
+    torch.testing.assert_close(entropy[sel], score_entropy(t.victims[1], t.x[sel], t.normalize))
+    torch.testing.assert_close(entropy[~sel], score_entropy(t.victims[0], t.x[~sel], t.normalize))

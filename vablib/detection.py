@@ -79,15 +79,15 @@ def fit_gmm_1d(x: torch.Tensor, iters: int = 100, tol: float = 1e-6):
     return w[order], mu[order], var[order]
 
 
-def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
-    """Suspicious mask from a 2-component GMM on log(entropy): samples more likely under the
-    low-entropy component. If that component would exceed `max_fraction` of the data (no clear
+def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5, posterior: float = 0.5) -> torch.Tensor:
+    """Suspicious mask from a 2-component GMM on log(entropy): samples whose posterior probability
+    of the low-entropy component exceeds `posterior` (lower it to trade precision for recall). If that component would exceed `max_fraction` of the data (no clear
     low-entropy cluster), the lowest `max_fraction` are taken instead, so the split never swallows
     the dataset."""
     x = torch.log(scores.double().clamp_min(1e-30))
     w, mu, var = fit_gmm_1d(x)
     logp = -0.5 * ((x[:, None] - mu) ** 2 / var + torch.log(var)) + torch.log(w)
-    suspicious = logp[:, 0] > logp[:, 1]
+    suspicious = torch.softmax(logp, dim=1)[:, 0] > posterior
     suspicious &= x <= mu[1]  # the low component's wide tail must not claim high-entropy samples
     cap = int(max_fraction * len(x))
     if int(suspicious.sum()) > cap:
@@ -101,8 +101,8 @@ class EntropyTracker:
     saved in checkpoints."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "gmm", max_fraction: float = 0.5,
-                 threshold_step: float = 0.4, threshold_floor: float = 0.2):
-        self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
+                 threshold_step: float = 0.4, threshold_floor: float = 0.2, posterior: float = 0.5):
+        self.weight_new, self.split, self.max_fraction, self.posterior = weight_new, split, max_fraction, posterior
         self.threshold_step, self.threshold_floor = threshold_step, threshold_floor
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
@@ -116,7 +116,7 @@ class EntropyTracker:
             thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
             self.suspicious = split_reference(minmax(self.ema), thr)
         else:
-            self.suspicious = split_gmm(self.ema, self.max_fraction)
+            self.suspicious = split_gmm(self.ema, self.max_fraction, self.posterior)
         return self.suspicious
 
     @property

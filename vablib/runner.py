@@ -58,6 +58,8 @@ def plan(params: dict, run_dir: Path, notebooks: list[Path]) -> list[tuple[Path,
     steps = []
     for nb, names in declared.items():
         nb_params = {k: v for k, v in params.items() if k in names}
+        if "interactive" in names:  # headless: static output instead of widgets unless asked
+            nb_params.setdefault("interactive", False)
         if "run_dir" in names:
             nb_params["run_dir"] = str(run_dir)
         steps.append((nb, nb_params))

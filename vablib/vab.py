@@ -12,8 +12,8 @@ the entropy tracker and the split) and advances it phase by phase:
 
 Phase boundaries, lr milestones and the λ switch are fractions of the total number of epochs, so
 the paper's 200-epoch schedule and a short CPU schedule are the same code. The victim's budget is
-counted in samples seen at the scale of the paper's CIFAR-10 epoch (50,000 images), not in
-epochs, so a small dataset does not leave the victim with a handful of optimizer steps.
+counted in samples seen (the paper's CIFAR-10 epoch is 50,000 images, 391 steps), not in epochs,
+so a small dataset does not leave the victim with a handful of optimizer steps.
 
 Every random draw comes from a generator seeded by (seed, purpose, epoch or round), so a run
 resumed from a checkpoint continues exactly as an uninterrupted one would (on CPU).
@@ -54,11 +54,14 @@ class VabConfig:
     victim_lr: float = 1e-3
     victim_weight_decay: float = 5e-4
     victim_batch_size: int = 128
-    victim_epoch_samples: int = 50_000  # one victim "epoch" = this many samples at full scale; 0 = a plain epoch
+    victim_folds: int = 1  # 1 = the reference's single victim; 2 = cross-fitted victims (see VabTrainer)
+    victim_warmup_samples: int = 50_000  # warm-up budget in samples seen (the paper's CIFAR-10 epoch); 0 = one epoch
+    victim_round_epochs: float = 1.0  # passes over the suspicious set per victim round (reference: 1)
     warmup_rounds: int = 2
     ema_weight: float = 0.75
     split: str = "gmm"
     max_suspicious_fraction: float = 0.5
+    gmm_posterior: float = 0.5  # gmm split: suspicious if P(low-entropy component) exceeds this
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
     mix_fraction: float = 0.5  # beneficiary epochs spent on AttentionMix before suppression
@@ -78,11 +81,14 @@ class VabConfig:
         check_float("victim_lr", self.victim_lr, 0, 1, low_open=True)
         check_float("victim_weight_decay", self.victim_weight_decay, 0, 1)
         check_int("victim_batch_size", self.victim_batch_size, 1, 65_536)
-        check_int("victim_epoch_samples", self.victim_epoch_samples, 0)
+        check_int("victim_folds", self.victim_folds, 1, 2)
+        check_int("victim_warmup_samples", self.victim_warmup_samples, 0)
+        check_float("victim_round_epochs", self.victim_round_epochs, 0, 1000, low_open=True)
         check_int("warmup_rounds", self.warmup_rounds, 1, 100)
         check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
         check_choice("split", self.split, SPLITS)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
+        check_float("gmm_posterior", self.gmm_posterior, 0, 1, low_open=True, high_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)
         check_float("mix_fraction", self.mix_fraction, 0, 1)
@@ -138,12 +144,17 @@ class VabTrainer:
         torch.manual_seed(self.seed)
         mem = torch.channels_last if cl else torch.contiguous_format
         self.beneficiary = build_model(train_cfg.model, k, channels, train_cfg.width).to(self.device, memory_format=mem)
-        self.victim = build_model(vab_cfg.victim_model or train_cfg.model, k, channels,
-                                  vab_cfg.victim_width or train_cfg.width).to(self.device, memory_format=mem)
+        self.victims = [build_model(vab_cfg.victim_model or train_cfg.model, k, channels,
+                                    vab_cfg.victim_width or train_cfg.width).to(self.device, memory_format=mem)
+                        for _ in range(vab_cfg.victim_folds)]
         self.ben_opt, self.ben_sched = sgd_with_schedule(self.beneficiary, train_cfg)
-        self.vic_opt = adam(self.victim, vab_cfg.victim_lr, vab_cfg.victim_weight_decay)
+        self.vic_opts = [adam(v, vab_cfg.victim_lr, vab_cfg.victim_weight_decay) for v in self.victims]
+        # cross-fitting: victim f trains only on fold f and scores only the other fold, so a sample's
+        # score never comes from a victim that memorised it (only the trigger generalises)
+        folds = vab_cfg.victim_folds
+        self.fold = (torch.randperm(len(self.x), generator=_generator(self.seed, "folds", 0)) % folds).to(self.device)
         self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
-                                      vab_cfg.threshold_step, vab_cfg.threshold_floor)
+                                      vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.gmm_posterior)
         self.epoch = 0  # beneficiary epochs completed
         self.phases_done: list[str] = []
         self.victim_rounds = 0  # victim training passes completed
@@ -183,40 +194,80 @@ class VabTrainer:
     def suspicious(self) -> torch.Tensor:
         return self.tracker.suspicious
 
-    def victim_steps(self, n_samples: int) -> int:
-        scale = self.vcfg.victim_epoch_samples / len(self.x) if self.vcfg.victim_epoch_samples else 1.0
-        return max(1, math.ceil(n_samples * scale / self.vcfg.victim_batch_size))
+    def victim_steps(self, n_samples: int, warmup: bool = False) -> int:
+        """Optimizer steps of a victim pass: the warm-up sees `victim_warmup_samples` samples
+        whatever the dataset size (391 steps of 128, like one epoch of CIFAR-10); a round makes
+        `victim_round_epochs` passes over the suspicious set."""
+        if warmup and self.vcfg.victim_warmup_samples:
+            samples = self.vcfg.victim_warmup_samples
+        else:
+            samples = n_samples * (1.0 if warmup else self.vcfg.victim_round_epochs)
+        return max(1, math.ceil(samples / self.vcfg.victim_batch_size))
 
-    def train_victim(self, indices: torch.Tensor) -> dict:
-        """One victim "epoch" on `indices` (no augmentation, Adam), budgeted in optimizer steps."""
-        if len(indices) == 0:
-            return {"victim_steps": 0, "victim_loss": float("nan")}
-        steps = self.victim_steps(len(indices))
-        gen_seed = int(torch.randint(0, 2**62, (1,), generator=_generator(self.seed, "victim", self.victim_rounds)))
-        it = BatchIterator(self.x, self.y, self.normalize, batch_size=min(self.vcfg.victim_batch_size, len(indices)),
-                           shuffle=True, augment=False, seed=gen_seed, indices=indices.cpu())
-        self.victim.train()
-        loss_sum = torch.zeros((), device=self.device)
-        done = 0
-        while done < steps:
-            for x, y, _ in it:
-                with autocast(self.device, self.amp):
-                    logits = self.victim(x)
-                loss = F.cross_entropy(logits.float(), y)
-                self.vic_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.vic_opt.step()
-                loss_sum += loss.detach()
-                done += 1
-                if done >= steps:
-                    break
+    def train_victim(self, indices: torch.Tensor, warmup: bool = False) -> dict:
+        """Train the victim(s) on `indices` (no augmentation, Adam) for `victim_steps` steps; with
+        cross-fitting each victim takes the indices of its own fold and its share of the budget."""
+        folds = len(self.victims)
+        total_steps, loss_total = 0, 0.0
+        for f, (victim, opt) in enumerate(zip(self.victims, self.vic_opts)):
+            idx = indices[self.fold[indices] == f] if folds > 1 else indices
+            if len(idx) == 0:
+                continue
+            steps = self.victim_steps(len(idx) * (folds if warmup else 1), warmup)
+            steps = max(1, steps // folds) if warmup else steps
+            purpose = f"victim{f}" if folds > 1 else "victim"
+            gen_seed = int(torch.randint(0, 2**62, (1,), generator=_generator(self.seed, purpose, self.victim_rounds)))
+            it = BatchIterator(self.x, self.y, self.normalize, batch_size=min(self.vcfg.victim_batch_size, len(idx)),
+                               shuffle=True, augment=False, seed=gen_seed, indices=idx.cpu())
+            victim.train()
+            loss_sum = torch.zeros((), device=self.device)
+            done = 0
+            while done < steps:
+                for x, y, _ in it:
+                    with autocast(self.device, self.amp):
+                        logits = victim(x)
+                    loss = F.cross_entropy(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    loss_sum += loss.detach()
+                    done += 1
+                    if done >= steps:
+                        break
+            total_steps += steps
+            loss_total += check_finite(loss_sum, "victim training")
         self.victim_rounds += 1
-        return {"victim_steps": steps, "victim_loss": check_finite(loss_sum, "victim training") / steps}
+        return {"victim_steps": total_steps, "victim_loss": loss_total / total_steps if total_steps else float("nan")}
+
+    @torch.no_grad()
+    def victim_logits(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """The victims' logits for normalised images `x` of training samples `indices`: each sample
+        is scored by the victim that did not train on its fold (the only victim when folds = 1)."""
+        folds = len(self.victims)
+        if folds == 1:
+            with autocast(self.device, self.amp):
+                return self.victims[0](x).float()
+        out = torch.empty(len(x), self.num_classes, device=self.device)
+        for f in range(folds):
+            sel = self.fold[indices] == f
+            with autocast(self.device, self.amp):
+                out[sel] = self.victims[(f + 1) % folds](x[sel]).float()
+        return out
+
+    def victim_entropy(self) -> torch.Tensor:
+        """Entropy of every training sample under the victim(s), eval mode, no augmentation."""
+        if len(self.victims) == 1:
+            return score_entropy(self.victims[0], self.x, self.normalize)
+        entropy = torch.empty(len(self.x), device=self.device)
+        for f in range(len(self.victims)):
+            sel = self.fold == f
+            entropy[sel] = score_entropy(self.victims[(f + 1) % len(self.victims)], self.x[sel], self.normalize)
+        return entropy
 
     def score_and_split(self) -> dict:
         """Score every training sample with the victim, update the EMA and the split; returns the
         split's quality against the ground truth (for reporting only)."""
-        entropy = score_entropy(self.victim, self.x, self.normalize)
+        entropy = self.victim_entropy()
         self.last_entropy = entropy
         self.tracker.update(entropy)
         quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
@@ -292,24 +343,24 @@ class VabTrainer:
         unl_batches = iter(())
         lam = self.lambda_u(epoch)
         self.beneficiary.train()
-        self.victim.eval()
+        for v in self.victims:
+            v.eval()
         loss_sum, steps = torch.zeros((), device=self.device), 0
-        for raw_l, y_l, _ in progress_bar(lab.raw(), self.progress, total=len(lab), desc=f"suppress {epoch}"):
+        for raw_l, y_l, idx_l in progress_bar(lab.raw(), self.progress, total=len(lab), desc=f"suppress {epoch}"):
             b = len(y_l)
-            raw_u = None
+            raw_u, idx = None, idx_l
             if unl is not None:
-                raw_u = next(unl_batches, None)
-                if raw_u is None:  # cycle the (smaller) suspicious set
+                batch_u = next(unl_batches, None)
+                if batch_u is None:  # cycle the (smaller) suspicious set
                     unl_batches = unl.raw()
-                    raw_u = next(unl_batches)
-                raw_u = raw_u[0][:b]
+                    batch_u = next(unl_batches)
+                raw_u, idx = batch_u[0][:b], torch.cat([idx_l, batch_u[2][:b]])
             bu = 0 if raw_u is None else len(raw_u)
             views_l = self._views(raw_l, gen)
             views_u = self._views(raw_u, gen) if bu else []
             with torch.no_grad():
                 plain = self.normalize(raw_l if not bu else torch.cat([raw_l, raw_u]))
-                with autocast(self.device, self.amp):
-                    q = victim_soft_predictions(self.victim(plain), self.vcfg.temperature)
+                q = victim_soft_predictions(self.victim_logits(plain, idx), self.vcfg.temperature)
                 # one no-grad beneficiary pass: feature maps of the labelled views (attention) and
                 # predictions of the unlabelled views (pseudo-labels)
                 feats = self._features_eval(torch.cat(views_l + views_u))
@@ -329,7 +380,8 @@ class VabTrainer:
             self._step(loss)
             loss_sum += loss.detach()
             steps += 1
-        self.victim.train()
+        for v in self.victims:
+            v.train()
         return {"loss": check_finite(loss_sum, f"suppression epoch {epoch}") / max(steps, 1), "lambda_u": lam}
 
     # ------------------------------------------------------------------ evaluation
@@ -352,7 +404,7 @@ class VabTrainer:
             if p in ("warmup", "rounds"):
                 t0 = time.time()
                 if p == "warmup":
-                    victim_info = self.train_victim(torch.arange(len(self.x), device=self.device))
+                    victim_info = self.train_victim(torch.arange(len(self.x), device=self.device), warmup=True)
                     self.score_and_split().update({f"warmup_{k}": v for k, v in victim_info.items()})
                 else:
                     for r in range(1, self.vcfg.warmup_rounds + 1):
@@ -399,9 +451,9 @@ class VabTrainer:
             "epoch": self.epoch,
             "phases_done": list(self.phases_done),
             "victim_rounds": self.victim_rounds,
-            "victim": self.victim.state_dict(),
+            "victims": [v.state_dict() for v in self.victims],
             "beneficiary": self.beneficiary.state_dict(),
-            "victim_opt": self.vic_opt.state_dict(),
+            "victim_opts": [o.state_dict() for o in self.vic_opts],
             "ben_opt": self.ben_opt.state_dict(),
             "ben_sched": self.ben_sched.state_dict(),
             "tracker": self.tracker.state_dict(),
@@ -416,9 +468,11 @@ class VabTrainer:
         self.epoch = int(state["epoch"])
         self.phases_done = list(state["phases_done"])
         self.victim_rounds = int(state["victim_rounds"])
-        self.victim.load_state_dict(state["victim"])
+        for v, sd in zip(self.victims, state["victims"]):
+            v.load_state_dict(sd)
         self.beneficiary.load_state_dict(state["beneficiary"])
-        self.vic_opt.load_state_dict(state["victim_opt"])
+        for o, sd in zip(self.vic_opts, state["victim_opts"]):
+            o.load_state_dict(sd)
         self.ben_opt.load_state_dict(state["ben_opt"])
         self.ben_sched.load_state_dict(state["ben_sched"])
         tracker = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in state["tracker"].items()}

@@ -1,0 +1,210 @@
+"""Wiring between the run folder and the V&B trainer, for notebooks 02-06 and scripts.
+
+The notebooks stay short: `open_trainer` rebuilds the trainer from what earlier notebooks
+recorded (dataset and seed from 00, attack artifact and training budget from 01, V&B settings
+from 02) and resumes from the last checkpoint; `summarize` and `write_report` produce the outputs
+of the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import runio
+from .attentionmix import attention_maps, attention_mix
+from .config import TrainConfig, recorded_setup
+from .errors import DataNotFoundError
+from .vab import PHASES, VabConfig, VabTrainer
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def recorded_train_config(run) -> TrainConfig:
+    params = run.params()
+    if "epochs" not in params:
+        raise DataNotFoundError(f"{run.path} has no recorded training budget: run 01_generate_poisoned_dataset "
+                                f"with run_dir={str(run.path)!r} first.")
+    return TrainConfig(**{k: v for k, v in params.items() if k in _fields(TrainConfig)})
+
+
+def recorded_vab_config(run) -> VabConfig:
+    params = run.params()
+    stages = run.config().get("stages", {})
+    if "02_victim_warmup_and_entropy" not in stages:
+        raise DataNotFoundError(f"{run.path} has no recorded V&B settings: run 02_victim_warmup_and_entropy "
+                                f"with run_dir={str(run.path)!r} first.")
+    return VabConfig(**{k: v for k, v in params.items() if k in _fields(VabConfig)})
+
+
+def open_trainer(run, device, progress: bool = True, vab_cfg: VabConfig | None = None) -> VabTrainer:
+    """The trainer for this run folder, resumed from checkpoints/latest.pt when there is one."""
+    from .attacks import PoisonedData
+
+    setup = recorded_setup(run)
+    train_cfg = recorded_train_config(run)
+    vab_cfg = vab_cfg or recorded_vab_config(run)
+    data = PoisonedData.load(run)
+    trainer = VabTrainer(data, train_cfg, vab_cfg, device, setup.seed, run, progress=progress)
+    trainer.resume()
+    return trainer
+
+
+def require_phase(trainer: VabTrainer, phase: str, notebook: str) -> None:
+    if phase not in trainer.phases_done:
+        raise DataNotFoundError(f"the '{phase}' phase has not run in {trainer.run.path}: run {notebook} first.")
+
+
+# ---------------------------------------------------------------- tidy data for figures
+
+def entropy_frame(trainer: VabTrainer) -> pd.DataFrame:
+    """One row per training sample: smoothed entropy, its log10, min-max normalised score,
+    ground truth (for the reader only) and the current split."""
+    ema = trainer.tracker.ema.double().cpu().numpy()
+    return pd.DataFrame({
+        "entropy": ema,
+        "log10_entropy": np.log10(np.clip(ema, 1e-30, None)),
+        "normalized": trainer.tracker.normalized.cpu().numpy(),
+        "kind": np.where(trainer.poisoned.cpu().numpy(), "poisoned", "clean"),
+        "suspicious": trainer.suspicious.cpu().numpy(),
+    })
+
+
+def threshold_quality(frame: pd.DataFrame, threshold: float) -> dict:
+    """Precision/recall/FPR if the split were 'normalised score ≤ threshold' (for the slider)."""
+    from .metrics import detection_metrics
+
+    flagged = torch.as_tensor(frame["normalized"].to_numpy() <= threshold)
+    return detection_metrics(flagged, torch.as_tensor(frame["kind"].to_numpy() == "poisoned"))
+
+
+@torch.no_grad()
+def attention_examples(trainer: VabTrainer, n: int = 8, seed: int = 0):
+    """n credible training images, the beneficiary's attention maps, and their AttentionMix
+    (mixed in pixel space so the figure shows real images)."""
+    gen = torch.Generator().manual_seed(seed)
+    credible = torch.nonzero(~trainer.suspicious).flatten().cpu()
+    pick = credible[torch.randperm(len(credible), generator=gen)[:n]].to(trainer.device)
+    raw = trainer.x[pick]
+    feats = trainer._features_eval(trainer.normalize(raw))
+    att = attention_maps(feats, raw.shape[-2:])
+    targets = torch.nn.functional.one_hot(trainer.y[pick], trainer.num_classes).float()
+    perm = torch.randperm(len(pick), generator=gen).to(trainer.device)
+    mixed, mixed_t, info = attention_mix(raw.float(), targets, feats, perm, trainer.vcfg.attention_threshold)
+    to_hwc = lambda t: t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
+    titles = [f"{int(a)}+{int(b)} w={float(w):.2f}" for a, b, w in
+              zip(trainer.y[pick].cpu(), trainer.y[pick][perm].cpu(), info["w"].cpu())]
+    return to_hwc(raw.float()), att[:, 0].cpu().numpy(), to_hwc(mixed), titles
+
+
+# ---------------------------------------------------------------- summary and report
+
+def _optional_json(run, name: str) -> dict | None:
+    path = run.artifacts / name
+    return runio.read_json(path) if path.exists() else None
+
+
+def summarize(trainer: VabTrainer) -> dict:
+    """summary.json: final and best-ACC-epoch values, the baseline's figures, detection quality
+    and seconds per phase. Written atomically to the run folder."""
+    rows = trainer.history()
+    if not rows:
+        raise DataNotFoundError(f"{trainer.run.path}/metrics.jsonl is empty: run notebooks 04 and 05 first.")
+    keys = ("acc", "asr", "ra", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible")
+    final = rows[-1]
+    best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
+    summary = {
+        "epochs_done": trainer.epoch,
+        "epochs_planned": trainer.cfg.epochs,
+        "complete": trainer.epoch == trainer.cfg.epochs and "suppress" in trainer.phases_done,
+        "final": {k: final.get(k) for k in ("epoch", *keys)},
+        "best_acc_epoch": {k: best.get(k) for k in ("epoch", *keys)},
+        "no_defense": _optional_json(trainer.run, "baseline.json"),
+        "clean_floor": _optional_json(trainer.run, "clean_floor.json"),
+        "detection_rounds": trainer.rounds,
+        "seconds_per_phase": trainer.timings,
+        "split_mode": trainer.vcfg.split,
+        "config": {"train": dataclasses.asdict(trainer.cfg), "vab": dataclasses.asdict(trainer.vcfg),
+                   "attack": trainer.data.manifest.get("attack"), "seed": trainer.seed},
+    }
+    runio.write_json(trainer.run.path / "summary.json", summary)
+    return summary
+
+
+def comparison_frame(summary: dict) -> pd.DataFrame:
+    """Tidy ACC/ASR/RA rows for V&B (final), no defense and the clean floor, where available."""
+    rows = []
+    models = [("V&B", summary["final"]), ("no defense", summary.get("no_defense")),
+              ("clean floor", summary.get("clean_floor"))]
+    for name, values in models:
+        for metric in ("acc", "asr", "ra"):
+            if values and values.get(metric) is not None:
+                rows.append({"model": name, "metric": metric.upper(), "value": float(values[metric])})
+    return pd.DataFrame(rows)
+
+
+def write_report(run, summary: dict, figures: list[str]) -> str:
+    """A markdown report of the run in run_dir/report.md; returns its text."""
+    f, b = summary["final"], summary["best_acc_epoch"]
+    nd, cf = summary.get("no_defense") or {}, summary.get("clean_floor") or {}
+    pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    cfg = summary["config"]
+    lines = [
+        f"# V&B report: {cfg['attack']} on {run.params().get('dataset')}",
+        "",
+        f"Beneficiary {cfg['train']['model']} (width {cfg['train']['width']}), {summary['epochs_done']}/"
+        f"{summary['epochs_planned']} epochs, split mode `{summary['split_mode']}`, seed {cfg['seed']}.",
+        "",
+        "| model | ACC | ASR | RA |",
+        "|---|---|---|---|",
+        f"| V&B (final, epoch {f['epoch']}) | {pct(f['acc'])} | {pct(f['asr'])} | {pct(f['ra'])} |",
+        f"| V&B (best ACC, epoch {b['epoch']}) | {pct(b['acc'])} | {pct(b['asr'])} | {pct(b['ra'])} |",
+        f"| no defense | {pct(nd.get('acc'))} | {pct(nd.get('asr'))} | {pct(nd.get('ra'))} |",
+        f"| clean model (ASR floor) | {pct(cf.get('acc'))} | {pct(cf.get('asr'))} | {pct(cf.get('ra'))} |",
+        "",
+        "Detection at the end (suspicious set vs the true poison mask): "
+        f"precision {f['precision']:.3f}, recall {f['recall']:.3f}, FPR {f['fpr']:.3f}, F1 {f['f1']:.3f}, "
+        f"AUROC {f['auroc']:.3f}; {f['n_suspicious']} suspicious / {f['n_credible']} credible.",
+        "",
+        "Seconds per phase: " + ", ".join(f"{p} {summary['seconds_per_phase'].get(p, 0):.0f}" for p in PHASES) + ".",
+        "",
+    ] + [f"![{name}](figures/{name}.png)" for name in figures]
+    text = "\n".join(lines) + "\n"
+    runio.atomic_write_bytes(run.path / "report.md", text.encode())
+    return text
+
+
+def rounds_frame(trainer: VabTrainer) -> pd.DataFrame:
+    """Split quality after every scoring round so far."""
+    cols = ["round", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible"]
+    df = pd.DataFrame(trainer.rounds)
+    return df[[c for c in cols if c in df] + [c for c in df if c not in cols]]
+
+
+def threshold_table(frame: pd.DataFrame, thresholds) -> pd.DataFrame:
+    return pd.DataFrame([{"threshold": t, **threshold_quality(frame, t)} for t in thresholds])
+
+
+def saved_frame(run, name: str, trainer: VabTrainer) -> pd.DataFrame:
+    """The entropy frame saved under artifacts/<name>.csv the first time, so re-running a notebook
+    after later phases still shows the scores of its own phase."""
+    path = run.artifacts / f"{name}.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    frame = entropy_frame(trainer)
+    runio.atomic_write_bytes(path, frame.to_csv(index=False).encode())
+    return frame
+
+
+def history_frame(trainer: VabTrainer) -> pd.DataFrame:
+    return pd.DataFrame(trainer.history())
+
+
+def baseline_metrics(run) -> dict | None:
+    """ACC/ASR/RA of the no-defense baseline (artifacts/baseline.json from notebook 01), if trained."""
+    found = _optional_json(run, "baseline.json")
+    return {k: found.get(k) for k in ("acc", "asr", "ra")} if found else None
