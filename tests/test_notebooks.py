@@ -8,10 +8,13 @@ from vablib import runner
 from vablib.errors import ConfigError
 
 
+SMOKE = {"device": "cpu", "progress": False, "profile": "demo", "epochs": 2, "victim_warmup_samples": 1000}
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    runner.run_series(run_dir, {"device": "cpu", "progress": False}, log=lambda *a: None)
+    runner.run_series(run_dir, SMOKE, log=lambda *a: None)
     return run_dir
 
 
@@ -24,10 +27,41 @@ def test_series_writes_config_figures_and_executed_notebooks(smoke_run):
         assert (smoke_run / "figures" / fig).stat().st_size > 5_000
     executed = sorted(p.name for p in (smoke_run / "notebooks").glob("*.ipynb"))
     assert executed == sorted(p.name for p in runner.series())
+    for nb in runner.series():  # every notebook saved at least one figure
+        assert list((smoke_run / "figures").glob(nb.name[:2] + "_*.png")), nb.name
+
+
+def test_series_writes_summary_in_range_and_report(smoke_run):
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert summary["complete"] and summary["epochs_done"] == 2
+    for block in ("final", "best_acc_epoch"):
+        for k in ("acc", "asr", "ra", "precision", "recall", "fpr", "f1", "auroc"):
+            assert 0.0 <= summary[block][k] <= 1.0, (block, k)
+    assert summary["final"]["n_suspicious"] + summary["final"]["n_credible"] == 1437
+    assert all(summary["seconds_per_phase"][p] > 0 for p in ("warmup", "rounds", "mix", "suppress"))
+    nd = summary["no_defense"]
+    assert nd is not None and 0.0 <= nd["acc"] <= 1.0 and 0.0 <= nd["asr"] <= 1.0
+    rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    report = (smoke_run / "report.md").read_text()
+    assert "| V&B (final, epoch 2) |" in report and "no defense" in report
+
+
+def test_rerunning_the_series_resumes_instead_of_retraining(smoke_run):
+    before = (smoke_run / "metrics.jsonl").read_text()
+    runner.run_series(smoke_run, SMOKE, only=["04", "05"], log=lambda *a: None)
+    assert (smoke_run / "metrics.jsonl").read_text() == before
+
+
+def test_other_parameters_on_the_same_run_folder_are_refused(smoke_run):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="RunConflictError"):
+        runner.run_series(smoke_run, {**SMOKE, "poison_rate": 0.2}, only=["01"], log=lambda *a: None)
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ConfigError, match="declared by none"):
+    with pytest.raises(ConfigError, match="declared by none of the notebooks"):
         runner.run_series(tmp_path / "r", {"epochz": 3})
     assert not (tmp_path / "r").exists()
 
@@ -45,6 +79,20 @@ def test_committed_notebooks_have_no_outputs_and_match_their_py_sources():
         assert [c.source for c in paired.cells] == [c.source for c in nb.cells], (
             f"{nb_path.name} and its .py differ: run `make notebooks`")
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_papermill_parses_every_parameter_of_every_notebook():
+    """papermill silently skips a parameter line it cannot parse (an '=' in the comment does it),
+    and the runner would then refuse that parameter: every declared name must be seen."""
+    import ast
+
+    import nbformat
+
+    for nb_path in runner.series():
+        nb = nbformat.read(nb_path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = {s.target.id for s in ast.parse(cell.source).body if isinstance(s, ast.AnnAssign)}
+        assert names and names == set(runner.declared_parameters(nb_path)), nb_path.name
 
 
 def test_parse_value():

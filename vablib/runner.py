@@ -47,16 +47,19 @@ def declared_parameters(notebook: Path) -> dict:
     return pm.inspect_notebook(str(notebook))
 
 
-def plan(params: dict, run_dir: Path, notebooks: list[Path]) -> list[tuple[Path, dict]]:
-    """Which parameters go to which notebook; raises on parameters no notebook declares."""
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
+def plan(params: dict, run_dir: Path, notebooks: list[Path], series_notebooks: list[Path] | None = None
+         ) -> list[tuple[Path, dict]]:
+    """Which parameters go to which notebook; raises on parameters that no notebook of the whole
+    series declares (a typo), so rerunning part of a series with the same command line works."""
+    declared = {nb: declared_parameters(nb) for nb in (series_notebooks or notebooks)}
     known = set().union(*(set(d) for d in declared.values()))
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ConfigError(f"parameter(s) {unknown} are declared by none of the notebooks run; "
+        raise ConfigError(f"parameter(s) {unknown} are declared by none of the notebooks; "
                           f"known parameters: {', '.join(sorted(known - {'run_dir'}))}.")
     steps = []
-    for nb, names in declared.items():
+    for nb in notebooks:
+        names = declared[nb]
         nb_params = {k: v for k, v in params.items() if k in names}
         if "interactive" in names:  # headless: static output instead of widgets unless asked
             nb_params.setdefault("interactive", False)
@@ -73,7 +76,7 @@ def run_series(run_dir: str | os.PathLike, params: dict | None = None, only: lis
     from .runio import RunDir
 
     run_dir = Path(run_dir).resolve()
-    steps = plan(dict(params or {}), run_dir, series(notebook_dir, only))
+    steps = plan(dict(params or {}), run_dir, series(notebook_dir, only), series(notebook_dir))
     run = RunDir(run_dir)  # fails now if the folder cannot be written
     out_dir = run.sub("notebooks")
     for nb, nb_params in steps:

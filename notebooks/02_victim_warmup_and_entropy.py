@@ -1,0 +1,141 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · The victim's warm-up and the entropy signal
+#
+# V&B's first insight: a network trained on poisoned data is *extremely sure* of the target class
+# on poisoned images, so its **prediction entropy** `H(x) = −mean_c p_c log p_c` is much lower on
+# them than on clean images. V&B trains a deliberately poisoned network, the **victim**, and uses
+# its entropy to split the training set into *credible* (high entropy) and *suspicious* (low
+# entropy) samples.
+#
+# In this notebook you will:
+# 1. set the V&B parameters for the run (all later notebooks read them from the run folder);
+# 2. warm the victim up on the whole poisoned set;
+# 3. score every training sample and see how well entropy separates poisoned from clean samples.
+#
+# **Budget in samples, not epochs.** The reference warms the victim up for one epoch of CIFAR-10
+# (50,000 images, 391 optimizer steps). On a small dataset one epoch is only a few dozen steps and
+# the victim has not learned the backdoor yet, so vablib counts the warm-up in samples seen
+# (`victim_warmup_samples`; 0 restores the reference's plain epoch).
+#
+# **An adaptive split.** The reference splits the min-max normalised entropy at fixed thresholds
+# (0.6, then 0.2), which do not carry over to other dataset sizes. vablib's default fits a
+# two-component Gaussian mixture to the log-entropy (`split = "gmm"`); `split = "reference"`
+# restores the fixed thresholds.
+#
+# **Cross-fitting (optional).** A victim that trains for many passes on a small set memorises its
+# clean samples too, which then look as sure as poisoned ones. With `victim_folds = 2` the data is
+# split in two halves, one victim trains on each, and every sample is scored by the victim that
+# never trained on it: only the trigger, which every poisoned image shares, carries over.
+
+# %% tags=["parameters"]
+run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00 and 01
+victim_model: str = ""  # victim architecture; empty for the beneficiary's
+victim_width: float = 0.0  # victim width multiplier; 0 for the beneficiary's
+victim_lr: float = 1e-3  # Adam learning rate of the victim
+victim_weight_decay: float = 5e-4  # Adam weight decay of the victim
+victim_batch_size: int = 128  # victim batch size
+victim_folds: int = 1  # 1: one victim (reference); 2: cross-fitted victims that never score what they trained on
+victim_warmup_samples: int = 50000  # warm-up budget in samples seen (paper: one CIFAR-10 epoch); 0 for one epoch
+victim_round_epochs: float = 1.0  # passes over the suspicious set per victim round (reference: 1)
+warmup_rounds: int = 2  # victim rounds on the suspicious set before the beneficiary starts
+ema_weight: float = 0.75  # EMA weight of a new entropy scoring
+split: str = "gmm"  # gmm (adaptive) | reference (fixed thresholds 0.6, then 0.2)
+max_suspicious_fraction: float = 0.5  # the suspicious set never exceeds this fraction
+gmm_posterior: float = 0.5  # gmm split: suspicious if P(low-entropy component) exceeds this
+threshold_step: float = 0.4  # reference thresholds: max(1 - step * round, floor)
+threshold_floor: float = 0.2  # reference thresholds: lowest threshold
+mix_fraction: float = 0.5  # fraction of beneficiary epochs with AttentionMix before suppression
+reselect_every: float = 0.025  # re-selection interval during AttentionMix, fraction of epochs (5 of 200)
+attention_threshold: float = 0.1  # AttentionMix mask: attention ≥ this
+temperature: float = 3.0  # temperature of the victim's soft predictions in suppression
+lambda_u: float = 0.1  # weight of the unlabelled loss ...
+lambda_u_late: float = 0.5  # ... and after lambda_switch
+lambda_switch: float = 0.75  # fraction of epochs where λ changes (150 of 200)
+suppress_labelled: bool = True  # subtract the victim's prediction from credible targets too (reference)
+checkpoint_every: int = 5  # checkpoint every this many beneficiary epochs (and at every phase end)
+device: str = "auto"  # auto | cpu | cuda | mps
+progress: bool = True  # progress bars
+interactive: bool = True  # threshold slider (False: static table, e.g. under papermill)
+
+# %%
+from IPython.display import display
+
+from vablib import config, pipeline, plots, utils
+from vablib.vab import VabConfig
+
+dev = utils.get_device(device)
+utils.set_cpu_threads()
+vab_cfg = VabConfig(victim_model=victim_model, victim_width=victim_width, victim_lr=victim_lr,
+                    victim_weight_decay=victim_weight_decay, victim_batch_size=victim_batch_size, victim_folds=victim_folds,
+                    victim_warmup_samples=victim_warmup_samples,
+                    victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
+                    split=split, max_suspicious_fraction=max_suspicious_fraction, gmm_posterior=gmm_posterior, threshold_step=threshold_step,
+                    threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
+                    attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
+                    lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,
+                    checkpoint_every=checkpoint_every)
+run = config.begin_stage("02_victim_warmup_and_entropy", run_dir, vab_cfg, device=dev)
+trainer = pipeline.open_trainer(run, dev, progress)
+print(f"device {dev}; {len(trainer.x)} training images, {int(trainer.poisoned.sum())} of them poisoned "
+      f"(the defense never sees this mask; we use it only to show how well detection works)")
+print(f"victim warm-up: {trainer.victim_steps(len(trainer.x), warmup=True)} optimizer steps of {vab_cfg.victim_batch_size}")
+
+# %% [markdown]
+# ## Warm the victim up and score every sample
+# Re-running this cell on a finished run loads the checkpoint instead of training again.
+
+# %%
+trainer.run_phase("warmup")
+frame = pipeline.saved_frame(run, "entropy_after_warmup", trainer)
+pipeline.rounds_frame(trainer).head(1)
+
+# %% [markdown]
+# ## Does entropy separate poisoned from clean samples?
+# The histogram uses log10 of the entropy: poisoned samples sit far to the left. The AUROC says how
+# well the score ranks poisoned samples as more suspicious (1.0 = perfectly, 0.5 = no signal).
+
+# %%
+fig = plots.entropy_histogram(frame)
+plots.save_figure(fig, run, "02_entropy_after_warmup")
+print(f"AUROC of the entropy score: {trainer.rounds[0]['auroc']:.3f}; "
+      f"suspicious after round 1: {int(frame['suspicious'].sum())} samples")
+fig
+
+# %% [markdown]
+# ## Explore a threshold
+# With the reference's fixed thresholds, samples whose normalised score is at or below the
+# threshold are suspicious. Move the slider to see the precision/recall trade-off on this run
+# (under papermill, a table of a few thresholds is shown instead).
+
+# %%
+def show_threshold(threshold=0.2):
+    q = pipeline.threshold_quality(frame, threshold)
+    print(f"threshold {threshold:.2f}: precision {q['precision']:.3f}  recall {q['recall']:.3f}  "
+          f"FPR {q['fpr']:.3f}  suspicious {q['n_suspicious']}")
+
+
+if interactive:
+    import ipywidgets as widgets
+
+    widgets.interact(show_threshold, threshold=widgets.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.01))
+else:
+    display(pipeline.threshold_table(frame, [0.01, 0.05, 0.1, 0.2, 0.4, 0.6]))
+
+# %% [markdown]
+# Next: **03_victim_training_and_detection** trains the victim on the suspicious set so that it
+# becomes a sharper detector.

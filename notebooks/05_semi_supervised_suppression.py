@@ -1,0 +1,83 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Semi-supervised suppression
+#
+# In the second half of the schedule the beneficiary also learns from the *suspicious* samples,
+# without their labels. Each step takes a credible batch (labelled) and a suspicious batch
+# (unlabelled):
+#
+# - the victim's prediction, softened with temperature 3, is `q`;
+# - credible targets are `clip(onehot(y) − q, 0, 1)`, mixed with AttentionMix;
+# - suspicious samples get the beneficiary's own sharpened prediction as a pseudo-label, minus `q`;
+# - loss = L_mix + λ·L_u, with λ = 0.1, then 0.5 for the last quarter.
+#
+# The subtraction suppresses whatever class the victim is sure of: for poisoned samples that is the
+# target class, so the backdoor is erased rather than learned. The victim keeps being re-trained
+# and the split re-selected every epoch.
+
+# %% tags=["parameters"]
+run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-04
+device: str = "auto"  # auto | cpu | cuda | mps
+progress: bool = True  # progress bars
+
+# %%
+from vablib import pipeline, plots, runio, utils
+
+dev = utils.get_device(device)
+utils.set_cpu_threads()
+run = runio.RunDir(run_dir)
+trainer = pipeline.open_trainer(run, dev, progress)
+pipeline.require_phase(trainer, "mix", "04_beneficiary_attentionmix")
+print(f"suppression: epochs {trainer.mix_epochs + 1}-{trainer.cfg.epochs}; "
+      f"{int(trainer.suspicious.sum())} suspicious samples used without labels")
+
+# %% [markdown]
+# ## Train
+
+# %%
+trainer.run_phase("suppress")
+history = pipeline.history_frame(trainer)
+history[["epoch", "phase", "loss", "lambda_u", "acc", "asr", "ra", "recall"]].tail(10)
+
+# %% [markdown]
+# ## The whole schedule
+# The dotted line marks the start of suppression.
+
+# %%
+fig = plots.training_curves(history, baseline=pipeline.baseline_metrics(run))
+plots.save_figure(fig, run, "05_training_curves")
+fig
+
+# %% [markdown]
+# ## Detection quality during training
+
+# %%
+fig = plots.training_curves(history, metrics=("precision", "recall", "fpr", "auroc"))
+plots.save_figure(fig, run, "05_detection_per_epoch")
+fig
+
+# %% [markdown]
+# ## Summary
+# `summary.json` holds the final values, those at the best-ACC epoch, the no-defense baseline,
+# detection figures and seconds per phase.
+
+# %%
+summary = pipeline.summarize(trainer)
+{k: summary[k] for k in ("final", "best_acc_epoch", "no_defense", "seconds_per_phase")}
+
+# %% [markdown]
+# Next: **06_evaluation_report**.

@@ -1,0 +1,70 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Evaluation report
+#
+# The last notebook puts V&B next to the no-defense baseline (and, when it was trained, a clean
+# model whose ASR is the natural floor: test errors that happen to land on the target class), shows
+# detection quality, and writes `report.md` in the run folder.
+#
+# - **ACC**: accuracy on the clean test set.
+# - **ASR**: triggered test images of non-target classes classified as the attack's target.
+# - **RA**: the same triggered images classified as their true class.
+
+# %% tags=["parameters"]
+run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-05
+device: str = "auto"  # auto | cpu | cuda | mps
+
+# %%
+from IPython.display import Markdown, display
+
+from vablib import pipeline, plots, runio, utils
+
+run = runio.RunDir(run_dir)
+trainer = pipeline.open_trainer(run, utils.get_device(device), progress=False)
+pipeline.require_phase(trainer, "suppress", "05_semi_supervised_suppression")
+summary = pipeline.summarize(trainer)
+
+# %% [markdown]
+# ## V&B against no defense
+
+# %%
+comparison = pipeline.comparison_frame(summary)
+fig = plots.comparison_bars(comparison)
+plots.save_figure(fig, run, "06_comparison")
+display(comparison.pivot(index="model", columns="metric", values="value").round(3))
+fig
+
+# %% [markdown]
+# ## Training and detection over the whole run
+
+# %%
+history = pipeline.history_frame(trainer)
+fig = plots.training_curves(history, baseline=pipeline.baseline_metrics(run))
+plots.save_figure(fig, run, "06_training_curves")
+fig
+
+# %%
+fig = plots.detection_rounds(pipeline.rounds_frame(trainer))
+plots.save_figure(fig, run, "06_detection_rounds")
+fig
+
+# %% [markdown]
+# ## The report
+
+# %%
+text = pipeline.write_report(run, summary, ["06_comparison", "06_training_curves", "06_detection_rounds"])
+Markdown(text)
