@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 RUN_DIR ?= outputs/demo
+# The demo uses the short "demo" budget (a narrow ResNet-18, 8 epochs) so it takes minutes on a
+# laptop CPU; PARAMS come after it and override it (e.g. PARAMS="-p profile cpu -p seed 1").
+DEMO_PARAMS = -p profile demo
 PARAMS  ?=
 
 .PHONY: demo test install notebooks clean-demo
@@ -17,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m vablib run --run-dir $(RUN_DIR) $(PARAMS)
+	$(PY) -m vablib run --run-dir $(RUN_DIR) $(DEMO_PARAMS) $(PARAMS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

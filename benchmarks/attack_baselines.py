@@ -1,14 +1,16 @@
 """No-defense baselines of the six attacks on the CIFAR-10 subset, on CPU: does each attack work?
 
-For each attack: poison the subset with the CPU settings below (`CPU_SETTINGS`, the paper's
-defaults stay the library defaults), train the no-defense baseline (ResNet-18, SGD with the step
-schedule, crop-and-flip augmentation) and report ACC / ASR / RA at the last epoch and at the
+For each attack: poison the subset with `vablib.attacks.CPU_SETTINGS` (the paper's defaults stay
+the library defaults; `--reference` uses them instead), train the no-defense baseline (ResNet-18,
+SGD with the step schedule, crop-and-flip augmentation) and report ACC / ASR / RA at the last epoch and at the
 best-ACC epoch (as the paper reports).
 
-    .venv/bin/python benchmarks/attack_baselines.py --epochs 15 --width 0.25 --threads 1 \\
-        --out outputs/bench/attack_baselines.json
+    .venv/bin/python benchmarks/attack_baselines.py --epochs 40 --width 0.25 --out outputs/bench
 
-Prints a table and writes the JSON after every attack (a killed run keeps what it finished).
+Each attack gets the run folder <out>/<attack>[-reference]: CL's clean model, IAD's generators and
+the baseline (artifacts/baseline.json) are cached there, keyed by what produced them, so
+benchmarks/vab_cifar_subset.py with the same budget reuses them. Prints a table and writes
+<out>/attack_baselines[-reference].json after every attack (a killed run keeps what it finished).
 """
 from __future__ import annotations
 
@@ -20,42 +22,26 @@ from pathlib import Path
 import torch
 
 from vablib import runio
-from vablib.attacks import ATTACKS, AttackConfig, generate, poison_summary
+from vablib.attacks import ATTACKS, CPU_SETTINGS, AttackConfig, generate, poison_summary
 from vablib.baseline import no_defense_baseline
-from vablib.config import TrainConfig
+from vablib.config import as_params
 from vablib.data import load_dataset
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset.npz"
+from common import DEFAULT_DATA, add_budget_arguments, budget
 
-# Settings under which each attack is meant to work at CPU scale (5,170 training images, ResNet-18
-# of width 0.25, tens of epochs with crop-and-flip). The reference settings are the library
-# defaults; these override only what a CPU budget needs:
-# - BadNets: a 3×3 checkerboard at the bottom-right corner instead of the 2×2 random patch at
-#   rows/cols 4-5 (which did not survive augmentation at this budget with the authors' code);
-# - Blended: α = 0.2 (BackdoorBench's value) with a noise key image;
-# - SIG / CL (clean-label): 80 % of the target class instead of 10 %;
-# - WaNet: warping strength s = 4 (about 2 px) instead of 0.5 (a quarter pixel);
-# - IAD: the "cpu" generator budget (already the default with attack_budget="cpu").
-CPU_SETTINGS = {
-    "badnets": {"poison_rate": 0.1, "attack_params": {"patch_size": 3, "location": "bottom_right",
-                                                      "patch": "checkerboard"}},
-    "blended": {"poison_rate": 0.1, "attack_params": {"alpha": 0.2, "pattern": "noise"}},
-    "sig": {"poison_rate": 0.8, "attack_params": {}},
-    "cl": {"poison_rate": 0.8, "attack_params": {}},
-    "wanet": {"poison_rate": 0.1, "attack_params": {"s": 4.0}},
-    "iad": {"poison_rate": 0.1, "attack_params": {}},
-}
+REFERENCE = {"poison_rate": 0.1, "attack_params": {}}
 
 
-def run_attack(ds, name: str, args, run) -> dict:
-    settings = CPU_SETTINGS[name]
+def run_attack(ds, name: str, args) -> dict:
+    run = runio.RunDir(Path(args.out) / (f"{name}-reference" if args.reference else name))
+    settings = REFERENCE if args.reference else CPU_SETTINGS[name]
     cfg = AttackConfig(name, poison_rate=settings["poison_rate"], target_label=0, attack_budget="cpu",
                        attack_params=settings["attack_params"])
     t0 = time.time()
     data = generate(ds, cfg, seed=args.seed, device="cpu", run=run, progress=False)
     t_attack = time.time() - t0
-    train_cfg = TrainConfig(model=args.model, width=args.width, epochs=args.epochs, batch_size=128)
-    result = no_defense_baseline(data, train_cfg, device="cpu", seed=args.seed, progress=False,
+    train_cfg = budget(args)
+    result = no_defense_baseline(data, train_cfg, device="cpu", seed=args.seed, run=run, progress=False,
                                  on_epoch=lambda r: print(f"  {name} epoch {r['epoch']:>3}: acc {r['acc']:.3f} "
                                                           f"asr {r['asr']:.3f} ra {r['ra']:.3f} ({r['seconds']:.0f}s)",
                                                           flush=True))
@@ -65,7 +51,7 @@ def run_attack(ds, name: str, args, run) -> dict:
             "poisoned": summary["poisoned"], "noise_or_cross": summary["noise/cross samples"],
             "acc": result["acc"], "asr": result["asr"], "ra": result["ra"],
             "best_acc_epoch": best["epoch"], "acc_at_best": best["acc"], "asr_at_best": best["asr"],
-            "ra_at_best": best["ra"], "epochs": args.epochs, "model": args.model, "width": args.width,
+            "ra_at_best": best["ra"], "train_config": as_params(train_cfg),
             "attack_seconds": t_attack, "train_seconds": result["seconds"], "seconds": time.time() - t0,
             "trigger_info": data.manifest["trigger_info"]}
 
@@ -86,23 +72,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="the CIFAR-10 subset .npz")
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--width", type=float, default=0.25)
-    ap.add_argument("--model", default="resnet18")
+    add_budget_arguments(ap)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", action="store_true", help="the reference settings (10%% poisoning, default params)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a CPU shared with other jobs)")
-    ap.add_argument("--run-dir", default="outputs/bench_attacks", help="caches CL's clean model and IAD's generators")
-    ap.add_argument("--out", default="outputs/bench_attacks/attack_baselines.json")
+    ap.add_argument("--out", default="outputs/bench", help="folder of the per-attack run folders and the table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = load_dataset("npz", args.data)
-    run = runio.RunDir(args.run_dir)
+    table_path = Path(args.out) / ("attack_baselines-reference.json" if args.reference else "attack_baselines.json")
     rows = []
     for name in args.attacks:
-        print(f"[{name}] {CPU_SETTINGS[name]}", flush=True)
-        rows.append(run_attack(ds, name, args, run))
-        runio.write_json(args.out, {"data": args.data, "threads": args.threads, "cpu_settings": CPU_SETTINGS,
-                                    "rows": rows})
+        print(f"[{name}] {REFERENCE if args.reference else CPU_SETTINGS[name]}", flush=True)
+        rows.append(run_attack(ds, name, args))
+        runio.write_json(table_path, {"data": args.data, "threads": args.threads,
+                                      "settings": "reference" if args.reference else CPU_SETTINGS, "rows": rows})
     print(table(rows))
     print(json.dumps({"rows": [{k: r[k] for k in ("attack", "acc", "asr", "ra", "seconds")} for r in rows]}))
     return 0

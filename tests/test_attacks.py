@@ -126,6 +126,15 @@ def test_patch_and_blend_image_parameters():
     assert T.blend(np.full((1, 4, 4, 1), 100, np.uint8), np.full((4, 4, 1), 200, np.uint8), 0.1).max() == 110
 
 
+@pytest.mark.parametrize("name", A.ATTACKS)
+def test_cpu_settings_are_valid_for_32x32_images(name):
+    """The benchmark settings of every attack pass every check the attack makes on CIFAR-shaped data."""
+    cfg = A.AttackConfig(name, target_label=0, **A.CPU_SETTINGS[name])
+    if cfg.spec.shape_check is not None:
+        cfg.spec.shape_check(cfg.params(), (32, 32, 3))
+    assert set(A.CPU_SETTINGS) == set(A.ATTACKS)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"poison_rate": 0.0}, "poison_rate"),
     ({"poison_rate": 1.5}, "poison_rate"),

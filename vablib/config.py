@@ -120,9 +120,12 @@ def recorded_setup(run) -> SetupConfig:
 # Named budgets. "paper" is the reference CIFAR-10 schedule (GPU); "cpu" is the profile used for
 # the CIFAR-10 subset benchmarks on 2 CPU cores; "demo" keeps `make demo` on digits in minutes.
 # profile="auto" means "paper" on CUDA and "cpu" elsewhere. Explicit values override a profile.
+# The cpu profile's lr is 0.01: with the paper's 0.1, a width-0.25 ResNet-18 on 5,170 images (40
+# steps an epoch) never fitted the poisoned samples (BadNets 3×3, no augmentation: ASR 15% after
+# 10 epochs), while at 0.01 it reached 100% ASR in 2 epochs and Blended (α 0.2) 99.8% with augmentation.
 PROFILES = {
     "paper": {"model": "resnet18", "width": 1.0, "epochs": 200, "batch_size": 128},
-    "cpu": {"model": "resnet18", "width": 0.25, "epochs": 40, "batch_size": 128},
+    "cpu": {"model": "resnet18", "width": 0.25, "epochs": 40, "batch_size": 128, "lr": 0.01},
     "demo": {"model": "resnet18", "width": 0.125, "epochs": 8, "batch_size": 64},
 }
 

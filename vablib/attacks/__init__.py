@@ -12,7 +12,7 @@ Modules: `triggers` (pure batch trigger functions), `registry` (Attack, Trigger,
 """
 from . import builtin as _builtin  # noqa: F401  (registers the six attacks)
 from .artifact import PoisonedData
-from .builtin import ATTACKS
+from .builtin import ATTACKS, CPU_SETTINGS
 from .config import MODES, AttackConfig
 from .gallery import (attack_gallery, interactive_gallery, label_shift_figure, overview_gallery, poison_summary,
                       poison_table, poisoned_examples, preview)
@@ -20,7 +20,7 @@ from .poison import choose_indices, generate, poisoned_labels, recorded_dataset
 from .registry import BUDGETS, Attack, Trigger, available_attacks, custom_attack, get_attack
 
 __all__ = [
-    "ATTACKS", "BUDGETS", "MODES", "Attack", "AttackConfig", "PoisonedData", "Trigger", "attack_gallery",
+    "ATTACKS", "BUDGETS", "CPU_SETTINGS", "MODES", "Attack", "AttackConfig", "PoisonedData", "Trigger", "attack_gallery",
     "available_attacks", "choose_indices", "custom_attack", "generate", "get_attack", "interactive_gallery",
     "label_shift_figure", "overview_gallery", "poison_summary", "poison_table", "poisoned_examples",
     "poisoned_labels", "preview", "recorded_dataset",

@@ -265,3 +265,24 @@ register(Attack(
     description="a trained generator makes a per-image trigger; cross samples carry another image's trigger and keep labels"))
 
 ATTACKS = ("badnets", "blended", "sig", "cl", "wanet", "iad")
+
+# Settings under which each attack works at CPU scale (the 5,170-image CIFAR-10 subset, a width-0.25
+# ResNet-18, tens of epochs with crop-and-flip); the benchmarks use them. The reference settings
+# above stay the defaults. Why each differs:
+# - BadNets: a 5×5 checkerboard in the bottom-right corner. The reference 2×2 random patch at
+#   rows/cols 4-5 does not survive crop-and-flip at this budget (11.5% ASR with the authors' code),
+#   nor did a 3×3 checkerboard (bottom-right or at rows/cols 4-6: ASR ≤ 21% after 12-40 epochs),
+#   while the 5×5 one reached 100% within 12 epochs (cpu profile, lr 0.01);
+# - Blended: α = 0.2 (BackdoorBench's value) with a noise key image;
+# - SIG / CL (clean label): 80% of the target class (about 400 images) instead of 10% (about 50);
+# - WaNet: warping strength s = 4 (about 2 px) instead of 0.5 (a quarter pixel);
+# - IAD: the "cpu" generator budget (the default with attack_budget="cpu").
+CPU_SETTINGS = {
+    "badnets": {"poison_rate": 0.1, "attack_params": {"patch_size": 5, "location": "bottom_right",
+                                                      "patch": "checkerboard"}},
+    "blended": {"poison_rate": 0.1, "attack_params": {"alpha": 0.2, "pattern": "noise"}},
+    "sig": {"poison_rate": 0.8, "attack_params": {}},
+    "cl": {"poison_rate": 0.8, "attack_params": {}},
+    "wanet": {"poison_rate": 0.1, "attack_params": {"s": 4.0}},
+    "iad": {"poison_rate": 0.1, "attack_params": {}},
+}
