@@ -126,7 +126,7 @@ def recorded_setup(run) -> SetupConfig:
 PROFILES = {
     "paper": {"model": "resnet18", "width": 1.0, "epochs": 200, "batch_size": 128},
     "cpu": {"model": "resnet18", "width": 0.25, "epochs": 40, "batch_size": 128, "lr": 0.01},
-    "demo": {"model": "resnet18", "width": 0.125, "epochs": 8, "batch_size": 64},
+    "demo": {"model": "resnet18", "width": 0.125, "epochs": 12, "batch_size": 64, "lr": 0.01},
 }
 
 
