@@ -31,13 +31,9 @@ device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
 
 # %%
-from vablib import pipeline, plots, runio, utils
+from vablib import pipeline, plots
 
-dev = utils.get_device(device)
-utils.set_cpu_threads()
-run = runio.RunDir(run_dir)
-trainer = pipeline.open_trainer(run, dev, progress)
-pipeline.require_phase(trainer, "warmup", "02_victim_warmup_and_entropy")
+run, trainer = pipeline.resume_run(run_dir, device, progress, after=("warmup", "02_victim_warmup_and_entropy"))
 
 # %% [markdown]
 # ## Run the detection rounds

@@ -33,13 +33,9 @@ device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
 
 # %%
-from vablib import pipeline, plots, runio, utils
+from vablib import pipeline, plots
 
-dev = utils.get_device(device)
-utils.set_cpu_threads()
-run = runio.RunDir(run_dir)
-trainer = pipeline.open_trainer(run, dev, progress)
-pipeline.require_phase(trainer, "rounds", "03_victim_training_and_detection")
+run, trainer = pipeline.resume_run(run_dir, device, progress, after=("rounds", "03_victim_training_and_detection"))
 print(f"{trainer.mix_epochs} AttentionMix epochs of {trainer.cfg.epochs}; re-selection every "
       f"{trainer.reselect_interval} epoch(s); credible set: {int((~trainer.suspicious).sum())} samples")
 

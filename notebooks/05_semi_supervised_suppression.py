@@ -35,13 +35,9 @@ device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
 
 # %%
-from vablib import pipeline, plots, runio, utils
+from vablib import pipeline, plots
 
-dev = utils.get_device(device)
-utils.set_cpu_threads()
-run = runio.RunDir(run_dir)
-trainer = pipeline.open_trainer(run, dev, progress)
-pipeline.require_phase(trainer, "mix", "04_beneficiary_attentionmix")
+run, trainer = pipeline.resume_run(run_dir, device, progress, after=("mix", "04_beneficiary_attentionmix"))
 print(f"suppression: epochs {trainer.mix_epochs + 1}-{trainer.cfg.epochs}; "
       f"{int(trainer.suspicious.sum())} suspicious samples used without labels")
 

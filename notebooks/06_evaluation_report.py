@@ -31,11 +31,9 @@ device: str = "auto"  # auto | cpu | cuda | mps
 # %%
 from IPython.display import Markdown, display
 
-from vablib import pipeline, plots, runio, utils
+from vablib import pipeline, plots
 
-run = runio.RunDir(run_dir)
-trainer = pipeline.open_trainer(run, utils.get_device(device), progress=False)
-pipeline.require_phase(trainer, "suppress", "05_semi_supervised_suppression")
+run, trainer = pipeline.resume_run(run_dir, device, progress=False, after=("suppress", "05_semi_supervised_suppression"))
 summary = pipeline.summarize(trainer)
 
 # %% [markdown]

@@ -59,6 +59,22 @@ def require_phase(trainer: VabTrainer, phase: str, notebook: str) -> None:
         raise DataNotFoundError(f"the '{phase}' phase has not run in {trainer.run.path}: run {notebook} first.")
 
 
+def resume_run(run_dir: str, device: str = "auto", progress: bool = True, after: tuple[str, str] | None = None):
+    """The set-up of notebooks 03-06: the device, all CPU threads, the run folder and its trainer
+    resumed from the last checkpoint; `after` = (phase, notebook) that must have run. Returns
+    (run, trainer)."""
+    from .runio import RunDir
+    from .utils import get_device, set_cpu_threads
+
+    dev = get_device(device)
+    set_cpu_threads()
+    run = RunDir(run_dir)
+    trainer = open_trainer(run, dev, progress)
+    if after is not None:
+        require_phase(trainer, *after)
+    return run, trainer
+
+
 # ---------------------------------------------------------------- tidy data for figures
 
 def entropy_frame(trainer: VabTrainer) -> pd.DataFrame:
