@@ -37,7 +37,8 @@ from vablib.models import build_model
 from vablib.utils import get_device
 from vablib.vab import VabConfig, VabTrainer
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset.npz"
+from common import DEFAULT_DATA
+
 PHASES = ("scoring", "victim_epoch", "attentionmix_epoch", "suppression_epoch")
 
 

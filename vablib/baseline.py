@@ -20,25 +20,12 @@ from . import runio
 from .batches import BatchIterator, Normalizer, to_device_uint8
 from .config import TrainConfig, as_params
 from .errors import ConfigError
-from .metrics import backdoor_metrics
+from .metrics import backdoor_metrics, eval_tensors
 from .models import build_model
 from .training import sgd_with_schedule, train_epoch
 from .utils import progress as progress_bar
 
 KINDS = {"no_defense": "baseline.json", "clean_floor": "clean_floor.json"}
-
-
-def _eval_tensors(eval_data, device) -> dict | None:
-    """The clean and triggered test sets of a PoisonedData (or any object with those arrays) on the device."""
-    if eval_data is None:
-        return None
-    return {
-        "x_test": to_device_uint8(eval_data.x_test, device),
-        "y_test": torch.as_tensor(np.asarray(eval_data.y_test, dtype=np.int64), device=device),
-        "x_triggered": to_device_uint8(eval_data.x_bd_test, device),
-        "y_target": torch.as_tensor(np.asarray(eval_data.y_bd_target, dtype=np.int64), device=device),
-        "y_true": torch.as_tensor(np.asarray(eval_data.y_bd_true, dtype=np.int64), device=device),
-    }
 
 
 def train_classifier(x_train: np.ndarray, y_train: np.ndarray, eval_data, train_cfg: TrainConfig, device,
@@ -62,7 +49,7 @@ def train_classifier(x_train: np.ndarray, y_train: np.ndarray, eval_data, train_
     normalizer = Normalizer.for_dataset(dataset_name, channels, device)
     batches = BatchIterator(to_device_uint8(x_train, device), torch.as_tensor(np.asarray(y_train, np.int64), device=device),
                             normalizer, train_cfg.batch_size, shuffle=True, augment=train_cfg.augment, seed=seed)
-    evals = _eval_tensors(eval_data, device)
+    evals = eval_tensors(eval_data, device) if eval_data is not None else None
     optimizer, schedule = sgd_with_schedule(model, train_cfg)
     history = []
     for epoch in progress_bar(range(1, train_cfg.epochs + 1), progress, desc=what):

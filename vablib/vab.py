@@ -35,7 +35,7 @@ from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint
 from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_int)
 from .detection import SPLITS, EntropyTracker, score_entropy
 from .errors import CheckpointError
-from .metrics import backdoor_metrics, detection_metrics
+from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model, check_model_name
 from .suppression import labelled_targets, pseudo_targets, victim_soft_predictions
 from .training import adam, autocast, check_finite, sgd_with_schedule, soft_cross_entropy
@@ -134,13 +134,7 @@ class VabTrainer:
         self.x = to_device_uint8(data.x_train, self.device)
         self.y = torch.as_tensor(data.y_train, device=self.device)
         self.poisoned = torch.as_tensor(data.poison_mask, device=self.device)
-        self.eval_tensors = {
-            "x_test": to_device_uint8(data.x_test, self.device),
-            "y_test": torch.as_tensor(data.y_test, device=self.device),
-            "x_triggered": to_device_uint8(data.x_bd_test, self.device),
-            "y_target": torch.as_tensor(data.y_bd_target, device=self.device),
-            "y_true": torch.as_tensor(data.y_bd_true, device=self.device),
-        }
+        self.eval_tensors = eval_tensors(data, self.device)
         torch.manual_seed(self.seed)
         mem = torch.channels_last if cl else torch.contiguous_format
         self.beneficiary = build_model(train_cfg.model, k, channels, train_cfg.width).to(self.device, memory_format=mem)

@@ -65,6 +65,17 @@ def _model(name, v):
         raise ConfigError(f"{name} must be one of {', '.join(MODELS)}, got {v!r}.")
 
 
+def _fit_array(value, shape: tuple[int, int, int], name: str, to_match: str) -> np.ndarray:
+    """An H×W or H×W×(1|C) array → uint8 H×W×C, or one error naming the expected shape."""
+    h, w, c = shape
+    arr = np.asarray(value)
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    if arr.ndim != 3 or arr.shape[:2] != (h, w) or arr.shape[2] not in (1, c):
+        raise ConfigError(f"{name} must be a {h}×{w}×{c} (or {h}×{w}) array to match {to_match}, "
+                          f"got shape {np.asarray(value).shape}.")
+    return np.broadcast_to(arr, (h, w, c)).astype(np.uint8)
+
+
 def _image_param(value, image_shape, name: str, styles: dict, seed: int) -> np.ndarray:
     """A style name, an image file path, or an array → uint8 H×W×C of the dataset's image shape."""
     h, w, c = image_shape
@@ -79,12 +90,7 @@ def _image_param(value, image_shape, name: str, styles: dict, seed: int) -> np.n
         img = Image.open(path).convert("L" if c == 1 else "RGB").resize((w, h))
         arr = np.asarray(img)
         return (arr[..., None] if arr.ndim == 2 else arr).astype(np.uint8)
-    arr = np.asarray(value)
-    arr = arr[..., None] if arr.ndim == 2 else arr
-    if arr.shape[:2] != (h, w) or arr.shape[2] not in (1, c):
-        raise ConfigError(f"{name} must be an image of shape {h}×{w}×{c} (or {h}×{w}) to match the dataset, "
-                          f"got shape {np.asarray(value).shape}.")
-    return np.broadcast_to(arr, (h, w, c)).astype(np.uint8)
+    return _fit_array(value, (h, w, c), name, "the dataset")
 
 
 def _patch_param(value, size: int, channels: int, name: str, seed: int) -> np.ndarray:
@@ -93,12 +99,7 @@ def _patch_param(value, size: int, channels: int, name: str, seed: int) -> np.nd
             raise ConfigError(f"{name}={value!r} is not a patch style; choose one of {', '.join(T.PATCH_STYLES)} "
                               "or give a patch_size×patch_size(×C) array.")
         return T.make_patch(size, channels, value, seed)
-    arr = np.asarray(value)
-    arr = arr[..., None] if arr.ndim == 2 else arr
-    if arr.shape[:2] != (size, size) or arr.shape[2] not in (1, channels):
-        raise ConfigError(f"{name} must be a {size}×{size}×{channels} (or {size}×{size}) array to match "
-                          f"patch_size={size}, got shape {np.asarray(value).shape}.")
-    return np.broadcast_to(arr, (size, size, channels)).astype(np.uint8)
+    return _fit_array(value, (size, size, channels), name, f"patch_size={size}")
 
 
 # ---------------------------------------------------------------- BadNets

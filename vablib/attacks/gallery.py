@@ -75,12 +75,11 @@ def preview(ds: ImageDataset, names, n: int = 4, target_label: int = 0, seed: in
 
 
 def poison_table(data) -> pd.DataFrame:
-    """Per class: training images, poisoned (by original class), noise/cross samples, and label
-    counts before and after poisoning."""
+    """Per class: poisoned (by original class), noise/cross samples, and label counts before
+    and after poisoning (before = the class's training images)."""
     k = data.num_classes
     return pd.DataFrame({
         "class": list(data.classes),
-        "train images": np.bincount(data.y_train_clean, minlength=k),
         "poisoned": np.bincount(data.y_train_clean[data.poison_mask], minlength=k),
         "noise/cross": np.bincount(data.y_train_clean[data.noise_mask], minlength=k),
         "labels before": np.bincount(data.y_train_clean, minlength=k),
