@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
-    ap.add_argument("--split", default="gmm")
+    ap.add_argument("--split", default="hybrid")
     ap.add_argument("--victim-folds", type=int, default=2)
     ap.add_argument("--victim-warmup-samples", type=int, default=10000)
     ap.add_argument("--suppress-labelled", type=int, default=1)

@@ -33,9 +33,15 @@
 # (`victim_warmup_samples`; 0 restores the reference's plain epoch).
 #
 # **An adaptive split.** The reference splits the min-max normalised entropy at fixed thresholds
-# (0.6, then 0.2), which do not carry over to other dataset sizes. vablib's default fits a
-# two-component Gaussian mixture to the log-entropy (`split = "gmm"`); `split = "reference"`
-# restores the fixed thresholds.
+# (0.6, then 0.2). Early on they keep the suspicious set pure, which matters because the victim
+# trains on it: a clean image there teaches the victim clean features, and a poisoned image whose
+# content and trigger then disagree looks less sure. Later they fail: a victim trained only on
+# target-labelled images grows sure of clean images too, and the threshold on the linear scale
+# flags more and more of them. On the log scale the poisoned cluster stays far apart, so vablib's
+# default (`split = "hybrid"`) also asks for the samples to lie below the valley between the two
+# modes of the log-entropy (a two-component Gaussian mixture finds the modes); a sample is
+# suspicious only when both rules agree. `split = "gmm"` uses the valley alone,
+# `split = "reference"` the fixed thresholds alone.
 #
 # **Cross-fitting (optional).** A victim that trains for many passes on a small set memorises its
 # clean samples too, which then look as sure as poisoned ones. With `victim_folds = 2` the data is
@@ -54,9 +60,8 @@ victim_warmup_samples: int = 50000  # warm-up budget in samples seen (paper: one
 victim_round_epochs: float = 1.0  # passes over the suspicious set per victim round (reference: 1)
 warmup_rounds: int = 2  # victim rounds on the suspicious set before the beneficiary starts
 ema_weight: float = 0.75  # EMA weight of a new entropy scoring
-split: str = "gmm"  # gmm (adaptive) | reference (fixed thresholds 0.6, then 0.2)
+split: str = "hybrid"  # hybrid (both rules) | gmm (log-entropy valley) | reference (thresholds 0.6, then 0.2)
 max_suspicious_fraction: float = 0.5  # the suspicious set never exceeds this fraction
-gmm_posterior: float = 0.5  # gmm split: suspicious if P(low-entropy component) exceeds this
 threshold_step: float = 0.4  # reference thresholds: max(1 - step * round, floor)
 threshold_floor: float = 0.2  # reference thresholds: lowest threshold
 mix_fraction: float = 0.5  # fraction of beneficiary epochs with AttentionMix before suppression
@@ -84,7 +89,7 @@ vab_cfg = VabConfig(victim_model=victim_model, victim_width=victim_width, victim
                     victim_weight_decay=victim_weight_decay, victim_batch_size=victim_batch_size, victim_folds=victim_folds,
                     victim_warmup_samples=victim_warmup_samples,
                     victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
-                    split=split, max_suspicious_fraction=max_suspicious_fraction, gmm_posterior=gmm_posterior, threshold_step=threshold_step,
+                    split=split, max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
                     threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
                     attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
                     lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,

@@ -51,11 +51,49 @@ def test_gmm_split_recovers_the_low_entropy_cluster():
     assert (suspicious == truth).float().mean() > 0.99
 
 
-def test_gmm_split_is_capped():
+def test_gmm_split_cuts_in_the_gap_when_the_poisoned_cluster_has_a_tail():
+    # a tight poisoned core with a tail toward the clean scores (log10 entropy): the mixture's
+    # posterior-1/2 boundary falls inside the tail; the density valley is in the empty gap
+    g = torch.Generator().manual_seed(1)
+    low = torch.cat([torch.randn(400, generator=g) * 0.1 - 3.0, torch.rand(100, generator=g) * 0.8 - 2.8])
+    high = torch.randn(4500, generator=g) * 0.35 - 0.9
+    high = high[high > -1.9]
+    x = torch.cat([low, high]).double() * math.log(10)
+    w, mu, var = detection.fit_gmm_1d(x)
+    posterior_half = torch.softmax(-0.5 * ((x[:, None] - mu) ** 2 / var + torch.log(var)) + torch.log(w), 1)[:, 0] > 0.5
+    assert float(posterior_half[:500].float().mean()) < 0.95  # the case the valley is for
+    suspicious = detection.split_gmm(torch.exp(x))
+    assert bool(suspicious[:500].all()) and not bool(suspicious[500:].any())
+
+
+def test_gmm_split_refits_when_the_clean_scores_are_bimodal():
+    # poisoned 10% at 1e-6; clean in two groups: a first 2-component fit would separate the clean
+    # groups (55% below its cut, over the cap), so the split refits below the cut
+    g = torch.Generator().manual_seed(2)
+    poisoned = 10 ** (torch.randn(100, generator=g) * 0.3 - 6)
+    clean = torch.cat([10 ** (torch.randn(450, generator=g) * 0.1 - 2.5), 10 ** (torch.randn(450, generator=g) * 0.1 - 0.5)])
+    suspicious = detection.split_gmm(torch.cat([poisoned, clean]), max_fraction=0.5)
+    assert bool(suspicious[:100].all()) and not bool(suspicious[100:].any())
+
+
+def test_gmm_split_is_capped_and_takes_the_lowest_scores():
     scores, _ = _bimodal(n_low=700, n_high=300)
     suspicious = detection.split_gmm(scores, max_fraction=0.5)
-    assert int(suspicious.sum()) == 500
-    assert scores[suspicious].max() <= scores[~suspicious].min()  # the lowest scores were taken
+    assert 0 < int(suspicious.sum()) <= 500
+    assert scores[suspicious].max() <= scores[~suspicious].min()
+
+
+def test_hybrid_split_needs_both_rules():
+    scores, truth = _bimodal()
+    for split in ("hybrid", "gmm", "reference"):
+        tr = detection.EntropyTracker(split=split)
+        tr.update(scores)
+        masks = tr.update(scores), detection.split_gmm(tr.ema), detection.split_reference(tr.normalized, 0.2)
+        expected = {"hybrid": masks[1] & masks[2], "gmm": masks[1], "reference": masks[2]}[split]
+        assert torch.equal(masks[0], expected)
+    hybrid = detection.EntropyTracker(split="hybrid")
+    hybrid.update(scores)
+    assert (hybrid.update(scores) == truth).float().mean() > 0.99
 
 
 def test_tracker_reference_mode_follows_the_schedule():

@@ -135,3 +135,44 @@ def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poison
     sel = t.fold == 0
     torch.testing.assert_close(entropy[sel], score_entropy(t.victims[1], t.x[sel], t.normalize))
     torch.testing.assert_close(entropy[~sel], score_entropy(t.victims[0], t.x[~sel], t.normalize))
+
+
+def _run_until(run_dir, kill_after: str | None):
+    """Run tests/killable_vab_run.py; SIGKILL it right after it prints `kill_after` (None: let it
+    finish). Returns the lines it printed."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("killable_vab_run.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(run_dir)], stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.strip())
+        if kill_after is not None and line.startswith(kill_after):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=300)
+    assert (proc.returncode == -signal.SIGKILL) if kill_after else proc.returncode == 0, lines
+    return lines
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_summary(tmp_path):
+    _run_until(tmp_path / "whole", None)
+    killed = tmp_path / "killed"
+    # killed in the victim warm-up (just after start), after an AttentionMix epoch's record (the
+    # checkpoint may or may not be written), and in the first suppression epoch
+    assert _run_until(killed, "resumed")[-1] == "resumed False at epoch 0"
+    _run_until(killed, "epoch 1")
+    assert _run_until(killed, "epoch 3")[0].startswith("resumed True")
+    assert _run_until(killed, None)[-1] == "done"
+
+    def comparable(run_dir):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        rows = runio.read_jsonl(run_dir / "metrics.jsonl")
+        drop = lambda d: {k: v for k, v in d.items() if k not in ("seconds", "seconds_per_phase")}  # noqa: E731
+        return drop(summary), [drop(r) for r in rows]
+
+    assert comparable(killed) == comparable(tmp_path / "whole")
+    assert comparable(killed)[0]["complete"] is True

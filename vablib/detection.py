@@ -2,9 +2,14 @@
 
 A network trained on poisoned data is extremely sure of the target class on poisoned samples, so
 their prediction entropy is low. Scores are smoothed across scorings with an EMA, min-max
-normalised, and split into *credible* (high entropy) and *suspicious* (low entropy) samples,
-either by the reference's fixed threshold schedule or adaptively by a two-component Gaussian
-mixture fitted to the log-entropy (the reference thresholds do not carry over to small datasets).
+normalised, and split into *credible* (high entropy) and *suspicious* (low entropy) samples by
+one of three rules:
+
+    reference  the reference's fixed thresholds on the min-max normalised score (0.6, then 0.2)
+    gmm        the valley between the two modes of the log-entropy (`split_gmm`)
+    hybrid     both must agree (the default): the thresholds keep the early suspicious sets pure,
+               which the victim trains on; the valley stops the later drift of the thresholds,
+               as a victim trained only on target-labelled images grows sure of clean ones too
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch
 from .batches import Normalizer
 from .training import predict_logits
 
-SPLITS = ("gmm", "reference")
+SPLITS = ("hybrid", "gmm", "reference")
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -79,20 +84,49 @@ def fit_gmm_1d(x: torch.Tensor, iters: int = 100, tol: float = 1e-6):
     return w[order], mu[order], var[order]
 
 
-def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5, posterior: float = 0.5) -> torch.Tensor:
-    """Suspicious mask from a 2-component GMM on log(entropy): samples whose posterior probability
-    of the low-entropy component exceeds `posterior` (lower it to trade precision for recall). If that component would exceed `max_fraction` of the data (no clear
-    low-entropy cluster), the lowest `max_fraction` are taken instead, so the split never swallows
-    the dataset."""
-    x = torch.log(scores.double().clamp_min(1e-30))
+def gmm_cut(x: torch.Tensor) -> float:
+    """The cut between the two modes of log-scores `x`: a two-component mixture locates the modes
+    (its means), and the cut is the lowest point of a kernel density estimate of `x` between them,
+    the empty gap between the clusters. The mixture's own posterior-½ boundary is used only where
+    the estimate has no valley between the means (one mode): fitted to a tight poisoned core with a
+    tail, that boundary falls inside the tail and leaves part of it with the clean samples."""
     w, mu, var = fit_gmm_1d(x)
-    logp = -0.5 * ((x[:, None] - mu) ** 2 / var + torch.log(var)) + torch.log(w)
-    suspicious = torch.softmax(logp, dim=1)[:, 0] > posterior
-    suspicious &= x <= mu[1]  # the low component's wide tail must not claim high-entropy samples
+    grid = torch.linspace(float(mu[0]), float(mu[1]), 257, dtype=x.dtype, device=x.device)
+    spread = torch.minimum(x.std(), (torch.quantile(x, 0.75) - torch.quantile(x, 0.25)) / 1.34)
+    bandwidth = float((0.9 * spread * len(x) ** -0.2).clamp_min(1e-6))  # Silverman's rule
+    sample = x if len(x) <= 20_000 else x[torch.linspace(0, len(x) - 1, 20_000, device=x.device).long()]
+    density = torch.zeros_like(grid)
+    for chunk in sample.sort().values.split(4096):  # bounded memory for large training sets
+        density += torch.exp(-0.5 * ((grid[:, None] - chunk) / bandwidth) ** 2).sum(1)
+    interior = (density[1:-1] <= density[:-2]) & (density[1:-1] <= density[2:])
+    if interior.any():
+        inner = torch.where(interior, density[1:-1], torch.full_like(density[1:-1], math.inf))
+        low = torch.nonzero(inner == inner.min()).flatten()
+        return float(grid[1 + int(low[len(low) // 2])])  # the middle of a flat (empty) stretch
+    logp = -0.5 * ((grid[:, None] - mu) ** 2 / var + torch.log(var)) + torch.log(w)
+    above = logp[:, 1] >= logp[:, 0]
+    return float(grid[int(torch.argmax(above.to(torch.int8)))]) if above.any() else float(grid[-1])
+
+
+def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
+    """Suspicious mask on log(entropy): the samples below `gmm_cut`, the valley between the
+    low- and high-entropy modes found by a two-component Gaussian mixture.
+
+    Poisoned samples are the *lowest* mode. When more than `max_fraction` of the samples fall
+    below the cut, the mixture has split the clean samples instead (a victim that grows confident
+    on some clean classes makes them bimodal), so the fit is repeated on the samples below the cut,
+    up to 4 times; if that still exceeds the cap, the lowest `max_fraction` are taken."""
+    x = torch.log(scores.double().clamp_min(1e-30))
     cap = int(max_fraction * len(x))
-    if int(suspicious.sum()) > cap:
-        suspicious = torch.zeros_like(suspicious)
-        suspicious[torch.argsort(x)[:cap]] = True
+    region = torch.ones_like(x, dtype=torch.bool)
+    for _ in range(4):
+        cut = gmm_cut(x[region])
+        suspicious = region & (x <= cut)
+        if int(suspicious.sum()) <= cap or int(suspicious.sum()) < 4:
+            return suspicious
+        region = suspicious
+    suspicious = torch.zeros_like(region)
+    suspicious[torch.argsort(x)[:cap]] = True
     return suspicious
 
 
@@ -101,8 +135,8 @@ class EntropyTracker:
     saved in checkpoints."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "gmm", max_fraction: float = 0.5,
-                 threshold_step: float = 0.4, threshold_floor: float = 0.2, posterior: float = 0.5):
-        self.weight_new, self.split, self.max_fraction, self.posterior = weight_new, split, max_fraction, posterior
+                 threshold_step: float = 0.4, threshold_floor: float = 0.2):
+        self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
         self.threshold_step, self.threshold_floor = threshold_step, threshold_floor
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
@@ -112,11 +146,13 @@ class EntropyTracker:
         """Fold in a new scoring and re-split; returns the suspicious mask."""
         self.ema = ema_update(self.ema, entropy, self.weight_new)
         self.rounds += 1
+        thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
         if self.split == "reference":
-            thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
             self.suspicious = split_reference(minmax(self.ema), thr)
+        elif self.split == "gmm":
+            self.suspicious = split_gmm(self.ema, self.max_fraction)
         else:
-            self.suspicious = split_gmm(self.ema, self.max_fraction, self.posterior)
+            self.suspicious = split_reference(minmax(self.ema), thr) & split_gmm(self.ema, self.max_fraction)
         return self.suspicious
 
     @property

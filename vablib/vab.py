@@ -46,8 +46,10 @@ PHASES = ("warmup", "rounds", "mix", "suppress")
 
 @dataclass(frozen=True)
 class VabConfig:
-    """V&B settings; defaults are the reference code's CIFAR-10 settings except `split`, which
-    defaults to the adaptive Gaussian mixture ("reference" restores the fixed thresholds)."""
+    """V&B settings; defaults are the reference code's CIFAR-10 settings except the victim's
+    warm-up, counted in samples, and `split`: "hybrid" flags a sample only when both the
+    reference's fixed thresholds and the log-entropy valley agree ("reference" and "gmm" use one
+    rule each; see `vablib.detection`)."""
 
     victim_model: str = ""  # "" = the beneficiary's architecture
     victim_width: float = 0.0  # 0 = the beneficiary's width
@@ -59,9 +61,8 @@ class VabConfig:
     victim_round_epochs: float = 1.0  # passes over the suspicious set per victim round (reference: 1)
     warmup_rounds: int = 2
     ema_weight: float = 0.75
-    split: str = "gmm"
+    split: str = "hybrid"
     max_suspicious_fraction: float = 0.5
-    gmm_posterior: float = 0.5  # gmm split: suspicious if P(low-entropy component) exceeds this
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
     mix_fraction: float = 0.5  # beneficiary epochs spent on AttentionMix before suppression
@@ -88,7 +89,6 @@ class VabConfig:
         check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
         check_choice("split", self.split, SPLITS)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
-        check_float("gmm_posterior", self.gmm_posterior, 0, 1, low_open=True, high_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)
         check_float("mix_fraction", self.mix_fraction, 0, 1)
@@ -148,7 +148,7 @@ class VabTrainer:
         folds = vab_cfg.victim_folds
         self.fold = (torch.randperm(len(self.x), generator=_generator(self.seed, "folds", 0)) % folds).to(self.device)
         self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
-                                      vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.gmm_posterior)
+                                      vab_cfg.threshold_step, vab_cfg.threshold_floor)
         self.epoch = 0  # beneficiary epochs completed
         self.phases_done: list[str] = []
         self.victim_rounds = 0  # victim training passes completed

@@ -135,7 +135,7 @@ def warp(x: np.ndarray, grid: torch.Tensor) -> np.ndarray:
 
 
 def noise_grids(grid: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """WaNet's noise mode: the fixed grid plus a fresh uniform perturbation of ±1 pixel per sample."""
+    """WaNet's noise mode: the fixed grid plus a fresh uniform perturbation of up to half a pixel per sample."""
     _, h, w, _ = grid.shape
     jitter = (torch.rand(n, h, w, 2, generator=generator) * 2 - 1) * torch.tensor([1.0 / w, 1.0 / h])
     return (grid + jitter).clamp(-1, 1)
