@@ -96,7 +96,7 @@ def gmm_cut(x: torch.Tensor) -> float:
     bandwidth = float((0.9 * spread * len(x) ** -0.2).clamp_min(1e-6))  # Silverman's rule
     sample = x if len(x) <= 20_000 else x[torch.linspace(0, len(x) - 1, 20_000, device=x.device).long()]
     density = torch.zeros_like(grid)
-    for chunk in sample.sort().values.split(4096):  # bounded memory for large training sets
+    for chunk in sample.split(4096):  # bounded memory for large training sets
         density += torch.exp(-0.5 * ((grid[:, None] - chunk) / bandwidth) ** 2).sum(1)
     interior = (density[1:-1] <= density[:-2]) & (density[1:-1] <= density[2:])
     if interior.any():
@@ -134,7 +134,7 @@ class EntropyTracker:
     """EMA-smoothed entropy scores and the current split; its state is two tensors and a counter,
     saved in checkpoints."""
 
-    def __init__(self, weight_new: float = 0.75, split: str = "gmm", max_fraction: float = 0.5,
+    def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2):
         self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
         self.threshold_step, self.threshold_floor = threshold_step, threshold_floor
