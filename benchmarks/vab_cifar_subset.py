@@ -17,10 +17,9 @@ import torch
 from vablib import attacks, baseline, runio
 from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
-
-from common import DEFAULT_DATA, add_budget_arguments, budget
 from vablib.vab import VabConfig, VabTrainer, config_key
 
+from common import DEFAULT_DATA, add_budget_arguments, budget
 
 
 def run_attack(ds, name: str, settings: dict, train_cfg: TrainConfig, vab_cfg: VabConfig, out: Path,
@@ -88,8 +87,9 @@ def main(argv=None) -> int:
               f"clean ASR floor {cl.get('asr', float('nan')):.3f} | V&B ACC {v['acc']:.3f} ASR {v['asr']:.3f} "
               f"RA {v['ra']:.3f} | detection P {v['precision']:.3f} R {v['recall']:.3f} AUROC {v['auroc']:.3f}",
               flush=True)
-    runio.write_json(out / f"vab_table-{config_key(train_cfg, vab_cfg)}.json", {"args": vars(args), "rows": rows})
-    print(json.dumps({"out": str(out / f"vab_table-{config_key(train_cfg, vab_cfg)}.json")}))
+    table_path = out / f"vab_table-{config_key(train_cfg, vab_cfg)}.json"
+    runio.write_json(table_path, {"args": vars(args), "rows": rows})
+    print(json.dumps({"out": str(table_path)}))
     return 0
 
 

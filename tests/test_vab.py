@@ -1,4 +1,8 @@
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,11 +144,6 @@ def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poison
 def _run_until(run_dir, kill_after: str | None):
     """Run tests/killable_vab_run.py; SIGKILL it right after it prints `kill_after` (None: let it
     finish). Returns the lines it printed."""
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
     script = Path(__file__).with_name("killable_vab_run.py")
     proc = subprocess.Popen([sys.executable, str(script), str(run_dir)], stdout=subprocess.PIPE, text=True)
     lines = []

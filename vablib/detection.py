@@ -59,6 +59,11 @@ def split_reference(normalized: torch.Tensor, threshold: float) -> torch.Tensor:
     return normalized <= threshold
 
 
+def _joint_logp(x: torch.Tensor, w: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """log(w_k · N(x; mu_k, var_k)) for each sample (rows) and component (columns)."""
+    return -0.5 * ((x[:, None] - mu) ** 2 / var + torch.log(2 * math.pi * var)) + torch.log(w)
+
+
 def fit_gmm_1d(x: torch.Tensor, iters: int = 100, tol: float = 1e-6):
     """EM for a two-component 1-D Gaussian mixture; deterministic initialisation at the 10% and
     90% quantiles. Returns (weights, means, variances) sorted by mean."""
@@ -69,7 +74,7 @@ def fit_gmm_1d(x: torch.Tensor, iters: int = 100, tol: float = 1e-6):
     floor = 1e-6 * float(x.var().clamp_min(1e-12))
     prev = -math.inf
     for _ in range(iters):
-        logp = -0.5 * ((x[:, None] - mu) ** 2 / var + torch.log(2 * math.pi * var)) + torch.log(w)
+        logp = _joint_logp(x, w, mu, var)
         ll = torch.logsumexp(logp, dim=1)
         resp = torch.exp(logp - ll[:, None])
         nk = resp.sum(0).clamp_min(1e-12)
@@ -103,7 +108,7 @@ def gmm_cut(x: torch.Tensor) -> float:
         inner = torch.where(interior, density[1:-1], torch.full_like(density[1:-1], math.inf))
         low = torch.nonzero(inner == inner.min()).flatten()
         return float(grid[1 + int(low[len(low) // 2])])  # the middle of a flat (empty) stretch
-    logp = -0.5 * ((grid[:, None] - mu) ** 2 / var + torch.log(var)) + torch.log(w)
+    logp = _joint_logp(grid, w, mu, var)
     above = logp[:, 1] >= logp[:, 0]
     return float(grid[int(torch.argmax(above.to(torch.int8)))]) if above.any() else float(grid[-1])
 
@@ -120,9 +125,9 @@ def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
     cap = int(max_fraction * len(x))
     region = torch.ones_like(x, dtype=torch.bool)
     for _ in range(4):
-        cut = gmm_cut(x[region])
-        suspicious = region & (x <= cut)
-        if int(suspicious.sum()) <= cap or int(suspicious.sum()) < 4:
+        suspicious = region & (x <= gmm_cut(x[region]))
+        n = int(suspicious.sum())
+        if n <= cap or n < 4:  # within the cap, or too few samples to fit again
             return suspicious
         region = suspicious
     suspicious = torch.zeros_like(region)
@@ -146,13 +151,13 @@ class EntropyTracker:
         """Fold in a new scoring and re-split; returns the suspicious mask."""
         self.ema = ema_update(self.ema, entropy, self.weight_new)
         self.rounds += 1
-        thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
-        if self.split == "reference":
-            self.suspicious = split_reference(minmax(self.ema), thr)
-        elif self.split == "gmm":
-            self.suspicious = split_gmm(self.ema, self.max_fraction)
-        else:
-            self.suspicious = split_reference(minmax(self.ema), thr) & split_gmm(self.ema, self.max_fraction)
+        masks = []
+        if self.split in ("reference", "hybrid"):
+            thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
+            masks.append(split_reference(minmax(self.ema), thr))
+        if self.split in ("gmm", "hybrid"):
+            masks.append(split_gmm(self.ema, self.max_fraction))
+        self.suspicious = masks[0] if len(masks) == 1 else masks[0] & masks[1]
         return self.suspicious
 
     @property

@@ -3,6 +3,7 @@
 Everything is computed with tensor operations on the device and read back once."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .batches import Normalizer, to_device_uint8
@@ -12,8 +13,6 @@ from .training import predict
 def eval_tensors(data, device) -> dict:
     """The clean and triggered test sets of a PoisonedData (or anything with x_test, y_test,
     x_bd_test, y_bd_target, y_bd_true) on the device, as `backdoor_metrics` takes them."""
-    import numpy as np
-
     labels = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
     return {"x_test": to_device_uint8(data.x_test, device), "y_test": labels(data.y_test),
             "x_triggered": to_device_uint8(data.x_bd_test, device), "y_target": labels(data.y_bd_target),

@@ -17,6 +17,7 @@ from . import runio
 from .attentionmix import attention_maps, attention_mix
 from .config import TrainConfig, recorded_setup
 from .errors import DataNotFoundError
+from .utils import get_device, set_cpu_threads
 from .vab import PHASES, VabConfig, VabTrainer
 
 
@@ -63,12 +64,9 @@ def resume_run(run_dir: str, device: str = "auto", progress: bool = True, after:
     """The set-up of notebooks 03-06: the device, all CPU threads, the run folder and its trainer
     resumed from the last checkpoint; `after` = (phase, notebook) that must have run. Returns
     (run, trainer)."""
-    from .runio import RunDir
-    from .utils import get_device, set_cpu_threads
-
     dev = get_device(device)
     set_cpu_threads()
-    run = RunDir(run_dir)
+    run = runio.RunDir(run_dir)
     trainer = open_trainer(run, dev, progress)
     if after is not None:
         require_phase(trainer, *after)
