@@ -239,9 +239,30 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def measure(fn, device, repeats: int) -> dict:
+def reset_peak_memory(device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    else:
+        try:  # Linux: reset VmHWM, the process's peak RSS
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the whole run's peak
+
+
+def measure(fn, device, repeats: int) -> dict:
+    reset_peak_memory(device)
     fn()  # warm-up (cudnn autotune, compile, allocator)
     sync(device)
     times, n = [], 0
@@ -251,9 +272,7 @@ def measure(fn, device, repeats: int) -> dict:
         sync(device)
         times.append(time.perf_counter() - t0)
     best = min(times)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"images": n, "seconds": best, "img_per_s": n / best, "peak_mb": peak}
+    return {"images": n, "seconds": best, "img_per_s": n / best, "peak_mb": peak_memory_mb(device)}
 
 
 def profile_epoch(path: VablibPath, device, rows: int = 12) -> str:
@@ -289,15 +308,18 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     ds = load_dataset("npz", args.data) if Path(args.data).exists() else load_dataset("digits")
     data, suspicious = poisoned_subset(ds, args.n)
-    ref = ReferenceStyle(data, suspicious, args.width, device, args.batch_size, args.workers)
-    fast = VablibPath(data, suspicious, args.width, device, args.batch_size, args.compile)
     results = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "width": args.width, "n": args.n, "batch_size": args.batch_size, "phases": {}}
     print(f"device {device}, ResNet-18 width {args.width}, {args.n} images, batch {args.batch_size}")
+    # the reference-style path first: building vablib's trainer switches the process to vablib's
+    # CPU allocator setting (utils.reuse_freed_memory), which the reference code does not have
+    ref = ReferenceStyle(data, suspicious, args.width, device, args.batch_size, args.workers)
+    ref_results = {phase: measure(getattr(ref, phase), device, args.repeats) for phase in args.phases}
+    del ref
+    fast = VablibPath(data, suspicious, args.width, device, args.batch_size, args.compile)
     print(f"{'phase':20s} {'reference img/s':>16s} {'vablib img/s':>14s} {'ratio':>7s} {'ref MB':>8s} {'vablib MB':>10s}")
     for phase in args.phases:
-        r = measure(getattr(ref, phase), device, args.repeats)
-        v = measure(getattr(fast, phase), device, args.repeats)
+        r, v = ref_results[phase], measure(getattr(fast, phase), device, args.repeats)
         ratio = v["img_per_s"] / r["img_per_s"]
         results["phases"][phase] = {"reference": r, "vablib": v, "ratio": ratio}
         print(f"{phase:20s} {r['img_per_s']:16.1f} {v['img_per_s']:14.1f} {ratio:7.2f} {r['peak_mb']:8.0f} "

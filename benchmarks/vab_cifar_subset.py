@@ -61,8 +61,9 @@ def main(argv=None) -> int:
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
     ap.add_argument("--split", default="hybrid")
-    ap.add_argument("--victim-folds", type=int, default=2)
+    ap.add_argument("--victim-folds", type=int, default=1)
     ap.add_argument("--victim-warmup-samples", type=int, default=10000)
+    ap.add_argument("--warmup-rounds", type=int, default=4, help="victim rounds before the beneficiary starts")
     ap.add_argument("--suppress-labelled", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     ds = load_dataset("npz", args.data)
     train_cfg = budget(args)
     vab_cfg = VabConfig(split=args.split, victim_folds=args.victim_folds,
-                        victim_warmup_samples=args.victim_warmup_samples, suppress_labelled=bool(args.suppress_labelled))
+                        victim_warmup_samples=args.victim_warmup_samples, warmup_rounds=args.warmup_rounds,
+                        suppress_labelled=bool(args.suppress_labelled))
     out = Path(args.out)
     rows = []
     for name in args.attacks:

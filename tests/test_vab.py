@@ -141,6 +141,34 @@ def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poison
     torch.testing.assert_close(entropy[~sel], score_entropy(t.victims[0], t.x[~sel], t.normalize))
 
 
+def test_no_forward_pass_is_repeated_for_the_same_batch_and_weights(poisoned_digits):
+    """AttentionMix and suppression send each labelled view through the beneficiary once without
+    gradients (its attention maps) and once with; unlabelled views go through the training pass
+    only (their pseudo-labels come from it); the victim sees each plain image once."""
+    t = _trainer(poisoned_digits)
+    t.run_phase("rounds")
+    seen = {}
+
+    def count(name):
+        def hook(module, inputs, output):
+            key = f"{name}_{'grad' if torch.is_grad_enabled() else 'nograd'}"
+            seen[key] = seen.get(key, 0) + len(inputs[0])
+        return hook
+
+    t.beneficiary.body[0].register_forward_hook(count("beneficiary"))
+    t.victims[0].body[0].register_forward_hook(count("victim"))
+    n_credible = int((~t.suspicious).sum())
+    assert 0 < n_credible < len(t.x)
+    t.mix_epoch(1)
+    assert seen == {"beneficiary_nograd": 2 * n_credible, "beneficiary_grad": 2 * n_credible}
+    seen.clear()
+    t.suppress_epoch(t.cfg.epochs)
+    unlabelled = (seen["beneficiary_grad"] - 2 * n_credible) // 2
+    assert unlabelled > 0
+    assert seen == {"beneficiary_nograd": 2 * n_credible, "beneficiary_grad": 2 * n_credible + 2 * unlabelled,
+                    "victim_nograd": n_credible + unlabelled}
+
+
 def _run_until(run_dir, kill_after: str | None):
     """Run tests/killable_vab_run.py; SIGKILL it right after it prints `kill_after` (None: let it
     finish). Returns the lines it printed."""

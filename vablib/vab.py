@@ -39,7 +39,7 @@ from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model, check_model_name
 from .suppression import labelled_targets, pseudo_targets, victim_soft_predictions
 from .training import adam, autocast, check_finite, sgd_with_schedule, soft_cross_entropy
-from .utils import progress as progress_bar
+from .utils import progress as progress_bar, reuse_freed_memory
 
 PHASES = ("warmup", "rounds", "mix", "suppress")
 
@@ -125,6 +125,8 @@ class VabTrainer:
         self.data, self.cfg, self.vcfg = data, train_cfg, vab_cfg
         self.device, self.seed, self.run, self.progress = torch.device(device), int(seed), run, progress
         self.amp = train_cfg.amp
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         cl = self.device.type == "cuda" if channels_last is None else channels_last
         k = data.num_classes
         channels = data.x_train.shape[3]
@@ -325,7 +327,9 @@ class VabTrainer:
 
     def suppress_epoch(self, epoch: int) -> dict:
         """Semi-supervised suppression: credible batch labelled, suspicious batch unlabelled, both
-        with targets minus the victim's temperature-softened prediction."""
+        with targets minus the victim's temperature-softened prediction. Per step: one no-grad
+        victim pass over both plain batches, one no-grad beneficiary pass for the attention maps
+        of the labelled views, one training pass over the mixed and the unlabelled views."""
         gen = _generator(self.seed, "beneficiary", epoch)
         credible = torch.nonzero(~self.suspicious).flatten().cpu()
         suspicious = torch.nonzero(self.suspicious).flatten().cpu()
@@ -355,20 +359,19 @@ class VabTrainer:
             with torch.no_grad():
                 plain = self.normalize(raw_l if not bu else torch.cat([raw_l, raw_u]))
                 q = victim_soft_predictions(self.victim_logits(plain, idx), self.vcfg.temperature)
-                # one no-grad beneficiary pass: feature maps of the labelled views (attention) and
-                # predictions of the unlabelled views (pseudo-labels)
-                feats = self._features_eval(torch.cat(views_l + views_u))
-                if bu:
-                    probs_u = torch.softmax(self.beneficiary.head(self.beneficiary.pool(feats[2 * b:])).float(), 1)
+                feats = self._features_eval(torch.cat(views_l))  # attention maps of the labelled views
             onehot = F.one_hot(y_l, self.num_classes).float()
             t_l = labelled_targets(y_l, q[:b]) if self.vcfg.suppress_labelled else onehot
-            mixed, mixed_t, _ = attention_mix(torch.cat(views_l), t_l.repeat(2, 1), feats[:2 * b],
+            mixed, mixed_t, _ = attention_mix(torch.cat(views_l), t_l.repeat(2, 1), feats,
                                               self._permutation(b, 2, gen), self.vcfg.attention_threshold)
             inputs = torch.cat([mixed] + views_u)
             with autocast(self.device, self.amp):
                 logits = self.beneficiary(inputs)
             loss = soft_cross_entropy(logits[:2 * b], mixed_t)
             if bu:
+                # pseudo-labels from this very pass (train mode, like the reference's separate
+                # no-grad pass over the same views with the same weights, which it would repeat)
+                probs_u = torch.softmax(logits[2 * b:].detach().float(), 1)
                 t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q[b:]).repeat(2, 1)
                 loss = loss + lam * soft_cross_entropy(logits[2 * b:], t_u)
             self._step(loss)
