@@ -44,7 +44,7 @@ def describe(quality: dict, trainer: VabTrainer | None = None) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help='an npz dataset, or "digits" (the embedded default)')
     ap.add_argument("--attack", default="badnets", choices=list(attacks.ATTACKS))
     ap.add_argument("--rounds", type=int, default=20, help="re-selection rounds after the warm-up rounds")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -55,16 +55,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="outputs/bench", help="folder of the per-attack run folders (poisoned sets are cached there)")
     ap.add_argument("--json", help="write the rounds to this JSON file")
     args = ap.parse_args(argv)
-    if not Path(args.data).exists():
+    if args.data != "digits" and not Path(args.data).exists():
         print(f"the CIFAR-10 subset is not at {args.data}; pass --data", file=sys.stderr)
         return 2
     vab_cfg = VabConfig(**(BENCH_VICTIM | {k: parse_value(v) for k, v in args.param}))
     train_cfg = budget(args)
     torch.set_num_threads(args.threads)
-    ds = load_dataset("npz", args.data)
+    ds = load_dataset("digits") if args.data == "digits" else load_dataset("npz", args.data)
     cfg = attacks.AttackConfig(attack=args.attack, target_label=0, **attacks.CPU_SETTINGS[args.attack])
-    data = attacks.generate(ds, cfg, seed=args.seed, device="cpu", run=runio.RunDir(Path(args.out) / args.attack),
-                            progress=False)
+    cache = Path(args.out) / (args.attack if args.data == str(DEFAULT_DATA) else f"{args.attack}-{Path(args.data).stem}")
+    data = attacks.generate(ds, cfg, seed=args.seed, device="cpu", run=runio.RunDir(cache), progress=False)
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", args.seed, run=None, progress=False)
     t0 = time.time()
     trainer.run_phase("rounds")
