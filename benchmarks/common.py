@@ -12,6 +12,11 @@ from vablib.config import TrainConfig
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset.npz"
 
 
+# the V&B benchmarks' victim settings (measured on the subset: one victim learns WaNet's warp, two
+# cross-fitted ones did not; 4 warm-up rounds let the split settle before the beneficiary starts)
+BENCH_VICTIM = {"victim_folds": 1, "victim_warmup_samples": 10000, "warmup_rounds": 4}
+
+
 def add_budget_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--profile", default="cpu", help="the training budget to start from (vablib.config.PROFILES)")
     ap.add_argument("--model", help="override the profile's model")

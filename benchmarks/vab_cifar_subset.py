@@ -19,7 +19,7 @@ from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
 from vablib.vab import VabConfig, VabTrainer, config_key
 
-from common import DEFAULT_DATA, add_budget_arguments, budget
+from common import BENCH_VICTIM, DEFAULT_DATA, add_budget_arguments, budget
 
 
 def run_attack(ds, name: str, settings: dict, train_cfg: TrainConfig, vab_cfg: VabConfig, out: Path,
@@ -61,9 +61,10 @@ def main(argv=None) -> int:
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
     ap.add_argument("--split", default="hybrid")
-    ap.add_argument("--victim-folds", type=int, default=1)
-    ap.add_argument("--victim-warmup-samples", type=int, default=10000)
-    ap.add_argument("--warmup-rounds", type=int, default=4, help="victim rounds before the beneficiary starts")
+    ap.add_argument("--victim-folds", type=int, default=BENCH_VICTIM["victim_folds"])
+    ap.add_argument("--victim-warmup-samples", type=int, default=BENCH_VICTIM["victim_warmup_samples"])
+    ap.add_argument("--warmup-rounds", type=int, default=BENCH_VICTIM["warmup_rounds"],
+                    help="victim rounds before the beneficiary starts")
     ap.add_argument("--suppress-labelled", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")

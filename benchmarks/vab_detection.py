@@ -22,10 +22,8 @@ from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.vab import VabConfig, VabTrainer
 
-from common import DEFAULT_DATA, add_budget_arguments, budget
+from common import BENCH_VICTIM, DEFAULT_DATA, add_budget_arguments, budget
 
-# the V&B benchmark's victim settings (benchmarks/vab_cifar_subset.py)
-BENCH_VICTIM = {"victim_folds": 1, "victim_warmup_samples": 10000, "warmup_rounds": 4}
 QUANTILES = torch.tensor([0.0, 0.01, 0.5, 0.99, 1.0])
 
 

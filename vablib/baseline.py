@@ -23,8 +23,7 @@ from .errors import ConfigError
 from .metrics import backdoor_metrics, eval_tensors
 from .models import build_model
 from .training import sgd_with_schedule, train_epoch
-from .utils import progress as progress_bar
-from .utils import reuse_freed_memory
+from .utils import progress as progress_bar, reuse_freed_memory
 
 KINDS = {"no_defense": "baseline.json", "clean_floor": "clean_floor.json"}
 
@@ -43,8 +42,7 @@ def train_classifier(x_train: np.ndarray, y_train: np.ndarray, eval_data, train_
         raise ConfigError(f"x_train must be uint8 N×H×W×C with one label per image, got {x_train.dtype} "
                           f"{x_train.shape} and {len(y_train)} labels.")
     device = torch.device(device)
-    if device.type == "cpu":
-        reuse_freed_memory()
+    reuse_freed_memory(device)
     channels = x_train.shape[3]
     with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
         torch.manual_seed(int(seed))

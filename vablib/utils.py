@@ -84,23 +84,23 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _freed_memory_kept = False
 
 
-def reuse_freed_memory() -> bool:
+def reuse_freed_memory(device="cpu") -> bool:
     """Make glibc keep freed memory for reuse instead of handing it back to the OS.
 
     By default glibc serves every block over 32 MB (one activation of a full-width ResNet-18 at
     batch 128 on 32×32 images) with fresh mmap pages and unmaps it when freed, so each training
     step page-faults its activations in again: a fifth or more of the CPU time of a full-width step
-    measured here. Afterwards the process keeps its peak memory. Called by the CPU training paths;
-    a no-op off glibc Linux. Returns whether the setting is in effect."""
+    measured here. Afterwards the process keeps its peak memory. The trainers call it with their
+    device; a no-op for other devices and off glibc Linux. Returns whether the setting is in effect."""
     global _freed_memory_kept
-    if _freed_memory_kept or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if (_freed_memory_kept or torch.device(device).type != "cpu" or platform.system() != "Linux"
+            or platform.libc_ver()[0] != "glibc"):
         return _freed_memory_kept
     import ctypes
 
     libc = ctypes.CDLL(None)
-    # older glibc caps the threshold at 32 MB; then blocks above it are still mapped afresh
-    mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) or libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    _freed_memory_kept = bool(mmap_ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))  # a C int
+    _freed_memory_kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+                              and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))  # mallopt takes a C int
     return _freed_memory_kept
 
 

@@ -125,8 +125,7 @@ class VabTrainer:
         self.data, self.cfg, self.vcfg = data, train_cfg, vab_cfg
         self.device, self.seed, self.run, self.progress = torch.device(device), int(seed), run, progress
         self.amp = train_cfg.amp
-        if self.device.type == "cpu":
-            reuse_freed_memory()
+        reuse_freed_memory(self.device)
         cl = self.device.type == "cuda" if channels_last is None else channels_last
         k = data.num_classes
         channels = data.x_train.shape[3]
@@ -360,8 +359,8 @@ class VabTrainer:
                 plain = self.normalize(raw_l if not bu else torch.cat([raw_l, raw_u]))
                 q = victim_soft_predictions(self.victim_logits(plain, idx), self.vcfg.temperature)
                 feats = self._features_eval(torch.cat(views_l))  # attention maps of the labelled views
-            onehot = F.one_hot(y_l, self.num_classes).float()
-            t_l = labelled_targets(y_l, q[:b]) if self.vcfg.suppress_labelled else onehot
+            t_l = labelled_targets(y_l, q[:b]) if self.vcfg.suppress_labelled else \
+                F.one_hot(y_l, self.num_classes).float()
             mixed, mixed_t, _ = attention_mix(torch.cat(views_l), t_l.repeat(2, 1), feats,
                                               self._permutation(b, 2, gen), self.vcfg.attention_threshold)
             inputs = torch.cat([mixed] + views_u)
