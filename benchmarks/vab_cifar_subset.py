@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
     ap.add_argument("--split", default="hybrid")
+    ap.add_argument("--beneficiary-excludes", default="either", help='hybrid split: "either" or "both"')
     ap.add_argument("--victim-folds", type=int, default=BENCH_VICTIM["victim_folds"])
     ap.add_argument("--victim-warmup-samples", type=int, default=BENCH_VICTIM["victim_warmup_samples"])
     ap.add_argument("--warmup-rounds", type=int, default=BENCH_VICTIM["warmup_rounds"],
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ds = load_dataset("npz", args.data)
     train_cfg = budget(args)
-    vab_cfg = VabConfig(split=args.split, victim_folds=args.victim_folds,
+    vab_cfg = VabConfig(split=args.split, beneficiary_excludes=args.beneficiary_excludes, victim_folds=args.victim_folds,
                         victim_warmup_samples=args.victim_warmup_samples, warmup_rounds=args.warmup_rounds,
                         suppress_labelled=bool(args.suppress_labelled))
     out = Path(args.out)

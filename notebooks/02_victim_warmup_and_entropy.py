@@ -39,9 +39,12 @@
 # target-labelled images grows sure of clean images too, and the threshold on the linear scale
 # flags more and more of them. On the log scale the poisoned cluster stays far apart, so vablib's
 # default (`split = "hybrid"`) also asks for the samples to lie below the valley between the two
-# modes of the log-entropy (a two-component Gaussian mixture finds the modes); a sample is
-# suspicious only when both rules agree. `split = "gmm"` uses the valley alone,
-# `split = "reference"` the fixed thresholds alone.
+# modes of the log-entropy (a two-component Gaussian mixture finds the modes). The victim trains
+# only on samples both rules flag, so its training set stays pure; the beneficiary leaves out every
+# sample *either* rule flags (`beneficiary_excludes = "either"`), because a poisoned image left in
+# its labelled set teaches it the backdoor, while a clean image left out costs little (it still
+# serves unlabelled in the suppression phase). `beneficiary_excludes = "both"` uses the victim's set
+# for both. `split = "gmm"` uses the valley alone, `split = "reference"` the fixed thresholds alone.
 #
 # **Cross-fitting (optional).** A victim that trains for many passes on a small set memorises its
 # clean samples too, which then look as sure as poisoned ones. With `victim_folds = 2` the data is
@@ -61,6 +64,7 @@ victim_round_epochs: float = 1.0  # passes over the suspicious set per victim ro
 warmup_rounds: int = 2  # victim rounds on the suspicious set before the beneficiary starts
 ema_weight: float = 0.75  # EMA weight of a new entropy scoring
 split: str = "hybrid"  # hybrid (both rules) | gmm (log-entropy valley) | reference (thresholds 0.6, then 0.2)
+beneficiary_excludes: str = "either"  # hybrid: the beneficiary leaves out what either rule flags, or "both" agree on
 max_suspicious_fraction: float = 0.5  # the suspicious set never exceeds this fraction
 threshold_step: float = 0.4  # reference thresholds: max(1 - step * round, floor)
 threshold_floor: float = 0.2  # reference thresholds: lowest threshold
@@ -89,7 +93,8 @@ vab_cfg = VabConfig(victim_model=victim_model, victim_width=victim_width, victim
                     victim_weight_decay=victim_weight_decay, victim_batch_size=victim_batch_size, victim_folds=victim_folds,
                     victim_warmup_samples=victim_warmup_samples,
                     victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
-                    split=split, max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
+                    split=split, beneficiary_excludes=beneficiary_excludes,
+                    max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
                     threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
                     attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
                     lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,

@@ -83,17 +83,36 @@ def test_gmm_split_is_capped_and_takes_the_lowest_scores():
     assert scores[suspicious].max() <= scores[~suspicious].min()
 
 
-def test_hybrid_split_needs_both_rules():
+def test_hybrid_split_trains_the_victim_on_what_both_rules_flag_and_excludes_what_either_flags():
     scores, truth = _bimodal()
     for split in ("hybrid", "gmm", "reference"):
-        tr = detection.EntropyTracker(split=split)
-        tr.update(scores)
-        masks = tr.update(scores), detection.split_gmm(tr.ema), detection.split_reference(tr.normalized, 0.2)
-        expected = {"hybrid": masks[1] & masks[2], "gmm": masks[1], "reference": masks[2]}[split]
-        assert torch.equal(masks[0], expected)
+        for excludes in ("either", "both"):
+            tr = detection.EntropyTracker(split=split, excludes=excludes)
+            tr.update(scores)
+            out = tr.update(scores)
+            gmm, ref = detection.split_gmm(tr.ema), detection.split_reference(tr.normalized, 0.2)
+            victim = {"hybrid": gmm & ref, "gmm": gmm, "reference": ref}[split]
+            either = detection.lowest(tr.ema, gmm | ref, 0.5)  # here the union exceeds the cap
+            excluded = either if (split, excludes) == ("hybrid", "either") else victim
+            assert torch.equal(tr.victim_set, victim) and torch.equal(out, excluded) and out is tr.suspicious
     hybrid = detection.EntropyTracker(split="hybrid")
     hybrid.update(scores)
-    assert (hybrid.update(scores) == truth).float().mean() > 0.99
+    hybrid.update(scores)
+    assert (hybrid.victim_set == truth).float().mean() > 0.99
+
+
+def test_either_rule_flags_more_than_both_and_stays_under_the_cap():
+    # one scoring: the reference's first threshold (0.6 of the normalised range) reaches into the
+    # clean mode, the valley does not; both rules flag the low mode
+    scores = torch.cat([torch.full((100,), 1e-4), torch.linspace(0.1, 0.23, 900)])
+    either = detection.EntropyTracker(split="hybrid", excludes="either")
+    either.update(scores)
+    assert torch.equal(either.victim_set, torch.arange(1000) < 100)
+    assert torch.equal(either.suspicious, scores <= 1e-4 + 0.6 * (0.23 - 1e-4))  # the threshold's larger set
+    capped = detection.EntropyTracker(split="hybrid", excludes="either", max_fraction=0.15)
+    capped.update(scores)
+    assert torch.equal(capped.suspicious, torch.arange(1000) < 150)  # the 15% lowest
+    assert torch.equal(capped.victim_set, either.victim_set)
 
 
 def test_tracker_reference_mode_follows_the_schedule():
@@ -105,4 +124,4 @@ def test_tracker_reference_mode_follows_the_schedule():
     state = tr.state_dict()
     other = detection.EntropyTracker(split="reference")
     other.load_state_dict(state)
-    assert torch.equal(other.suspicious, second) and other.rounds == 2
+    assert torch.equal(other.suspicious, second) and torch.equal(other.victim_set, second) and other.rounds == 2

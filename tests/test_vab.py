@@ -141,6 +141,29 @@ def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poison
     torch.testing.assert_close(entropy[~sel], score_entropy(t.victims[0], t.x[~sel], t.normalize))
 
 
+def test_victim_trains_on_its_set_and_the_beneficiary_learns_only_from_credible_samples(poisoned_digits):
+    t = _trainer(poisoned_digits)
+    t.run_phase("rounds")
+    n = len(t.x)
+    t.tracker.victim_set = t.poisoned.clone()
+    t.tracker.suspicious = t.poisoned | (torch.arange(n) % 7 == 0)  # a larger set, as "either" makes it
+    trained = []
+    t.train_victim = lambda indices, warmup=False: trained.append(indices) or {}
+    t.reselect()
+    assert torch.equal(trained[0], torch.nonzero(t.poisoned).flatten())
+    t.tracker.victim_set = t.poisoned.clone()
+    t.tracker.suspicious = t.poisoned | (torch.arange(n) % 7 == 0)
+    trained_on = []
+
+    def count(module, inputs, output):
+        if torch.is_grad_enabled():
+            trained_on.append(len(inputs[0]))
+
+    t.beneficiary.body[0].register_forward_hook(count)
+    t.mix_epoch(1)
+    assert sum(trained_on) == 2 * int((~t.tracker.suspicious).sum())  # two views of each credible image
+
+
 def test_no_forward_pass_is_repeated_for_the_same_batch_and_weights(poisoned_digits):
     """AttentionMix and suppression send each labelled view through the beneficiary once without
     gradients (its attention maps) and once with; unlabelled views go through the training pass

@@ -7,9 +7,12 @@ one of three rules:
 
     reference  the reference's fixed thresholds on the min-max normalised score (0.6, then 0.2)
     gmm        the valley between the two modes of the log-entropy (`split_gmm`)
-    hybrid     both must agree (the default): the thresholds keep the early suspicious sets pure,
-               which the victim trains on; the valley stops the later drift of the thresholds,
-               as a victim trained only on target-labelled images grows sure of clean ones too
+    hybrid     the default: the victim trains only on samples both rules flag (the thresholds
+               keep its early training sets pure; the valley stops the thresholds' later drift, as
+               a victim trained only on target-labelled images grows sure of clean ones too),
+               while the beneficiary leaves out every sample either rule flags
+               (`beneficiary_excludes="either"`), since a poisoned sample left in its labelled set
+               costs more than a clean one left out
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .batches import Normalizer
 from .training import predict_logits
 
 SPLITS = ("hybrid", "gmm", "reference")
+EXCLUDES = ("either", "both")
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -113,6 +117,16 @@ def gmm_cut(x: torch.Tensor) -> float:
     return float(grid[int(torch.argmax(above.to(torch.int8)))]) if above.any() else float(grid[-1])
 
 
+def lowest(scores: torch.Tensor, mask: torch.Tensor, max_fraction: float) -> torch.Tensor:
+    """`mask`, or its `max_fraction` lowest-scored samples when it holds more than that."""
+    cap = int(max_fraction * len(scores))
+    if int(mask.sum()) <= cap:
+        return mask
+    out = torch.zeros_like(mask)
+    out[torch.argsort(torch.where(mask, scores, torch.full_like(scores, math.inf)))[:cap]] = True
+    return out
+
+
 def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
     """Suspicious mask on log(entropy): the samples below `gmm_cut`, the valley between the
     low- and high-entropy modes found by a two-component Gaussian mixture.
@@ -130,21 +144,21 @@ def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
         if n <= cap or n < 4:  # within the cap, or too few samples to fit again
             return suspicious
         region = suspicious
-    suspicious = torch.zeros_like(region)
-    suspicious[torch.argsort(x)[:cap]] = True
-    return suspicious
+    return lowest(x, region, max_fraction)
 
 
 class EntropyTracker:
-    """EMA-smoothed entropy scores and the current split; its state is two tensors and a counter,
-    saved in checkpoints."""
+    """EMA-smoothed entropy scores and the current split, saved in checkpoints: `suspicious` (the
+    beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
+    They differ only for the hybrid split with `excludes="either"`."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
-                 threshold_step: float = 0.4, threshold_floor: float = 0.2):
+                 threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either"):
         self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
-        self.threshold_step, self.threshold_floor = threshold_step, threshold_floor
+        self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
+        self.victim_set: torch.Tensor | None = None
         self.rounds = 0
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
@@ -157,7 +171,12 @@ class EntropyTracker:
             masks.append(split_reference(minmax(self.ema), thr))
         if self.split in ("gmm", "hybrid"):
             masks.append(split_gmm(self.ema, self.max_fraction))
-        self.suspicious = masks[0] if len(masks) == 1 else masks[0] & masks[1]
+        if len(masks) == 1:
+            self.suspicious = self.victim_set = masks[0]
+        else:
+            self.victim_set = masks[0] & masks[1]
+            self.suspicious = self.victim_set if self.excludes == "both" else \
+                lowest(self.ema, masks[0] | masks[1], self.max_fraction)
         return self.suspicious
 
     @property
@@ -165,7 +184,8 @@ class EntropyTracker:
         return minmax(self.ema)
 
     def state_dict(self) -> dict:
-        return {"ema": self.ema, "suspicious": self.suspicious, "rounds": self.rounds}
+        return {"ema": self.ema, "suspicious": self.suspicious, "victim_set": self.victim_set, "rounds": self.rounds}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema, self.suspicious, self.rounds = state["ema"], state["suspicious"], int(state["rounds"])
+        self.victim_set = state["victim_set"]

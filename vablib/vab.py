@@ -5,7 +5,7 @@ semi-supervised suppression, periodic re-selection.
 the entropy tracker and the split) and advances it phase by phase:
 
     warmup    the victim trains on the whole poisoned set, then scores every sample (round 1)
-    rounds    the victim trains on the suspicious set; re-score and re-split (rounds 2..)
+    rounds    the victim trains on its set (suspicious samples); re-score and re-split (rounds 2..)
     mix       beneficiary epochs 1..E/2: AttentionMix on credible samples
     suppress  beneficiary epochs E/2+1..E: labelled credible + unlabelled suspicious, with the
               victim's soft predictions subtracted from the targets
@@ -33,7 +33,7 @@ from . import runio
 from .attentionmix import attention_mix
 from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
 from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_int)
-from .detection import SPLITS, EntropyTracker, score_entropy
+from .detection import EXCLUDES, SPLITS, EntropyTracker, score_entropy
 from .errors import CheckpointError
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model, check_model_name
@@ -47,9 +47,10 @@ PHASES = ("warmup", "rounds", "mix", "suppress")
 @dataclass(frozen=True)
 class VabConfig:
     """V&B settings; defaults are the reference code's CIFAR-10 settings except the victim's
-    warm-up, counted in samples, and `split`: "hybrid" flags a sample only when both the
-    reference's fixed thresholds and the log-entropy valley agree ("reference" and "gmm" use one
-    rule each; see `vablib.detection`)."""
+    warm-up, counted in samples, and `split`: "hybrid" trains the victim on the samples both the
+    reference's fixed thresholds and the log-entropy valley flag, and keeps every sample either
+    rule flags out of the beneficiary's labelled set ("reference" and "gmm" use one rule each; see
+    `vablib.detection`)."""
 
     victim_model: str = ""  # "" = the beneficiary's architecture
     victim_width: float = 0.0  # 0 = the beneficiary's width
@@ -62,6 +63,7 @@ class VabConfig:
     warmup_rounds: int = 2
     ema_weight: float = 0.75
     split: str = "hybrid"
+    beneficiary_excludes: str = "either"  # hybrid split: the beneficiary leaves out what "either" rule or "both" flag
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
@@ -88,6 +90,7 @@ class VabConfig:
         check_int("warmup_rounds", self.warmup_rounds, 1, 100)
         check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
         check_choice("split", self.split, SPLITS)
+        check_choice("beneficiary_excludes", self.beneficiary_excludes, EXCLUDES)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)
@@ -149,7 +152,7 @@ class VabTrainer:
         folds = vab_cfg.victim_folds
         self.fold = (torch.randperm(len(self.x), generator=_generator(self.seed, "folds", 0)) % folds).to(self.device)
         self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
-                                      vab_cfg.threshold_step, vab_cfg.threshold_floor)
+                                      vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes)
         self.epoch = 0  # beneficiary epochs completed
         self.phases_done: list[str] = []
         self.victim_rounds = 0  # victim training passes completed
@@ -187,7 +190,11 @@ class VabTrainer:
 
     @property
     def suspicious(self) -> torch.Tensor:
+        """The samples the beneficiary leaves out of its labelled set (the split that is reported)."""
         return self.tracker.suspicious
+
+    def train_victim_on_its_set(self) -> dict:
+        return self.train_victim(torch.nonzero(self.tracker.victim_set).flatten())
 
     def victim_steps(self, n_samples: int, warmup: bool = False) -> int:
         """Optimizer steps of a victim pass: the warm-up sees `victim_warmup_samples` samples
@@ -266,13 +273,13 @@ class VabTrainer:
         self.last_entropy = entropy
         self.tracker.update(entropy)
         quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
-        quality["round"] = self.tracker.rounds
+        quality.update(round=self.tracker.rounds, n_victim_set=int(self.tracker.victim_set.sum()))
         self.rounds.append(quality)
         return quality
 
     def reselect(self) -> dict:
-        """Periodic re-selection: one more victim epoch on the suspicious set, then re-score."""
-        info = self.train_victim(torch.nonzero(self.suspicious).flatten())
+        """Periodic re-selection: one more victim epoch on its set, then re-score."""
+        info = self.train_victim_on_its_set()
         quality = self.score_and_split()
         quality.update({f"before_{k}": v for k, v in info.items()})
         return quality
@@ -384,7 +391,8 @@ class VabTrainer:
 
     def evaluate(self) -> dict:
         out = backdoor_metrics(self.beneficiary, self.normalize, **self.eval_tensors)
-        out.update(detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema))
+        out.update(detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema),
+                   n_victim_set=int(self.tracker.victim_set.sum()))
         return out
 
     # ------------------------------------------------------------------ driving the phases
@@ -406,7 +414,7 @@ class VabTrainer:
                     for r in range(1, self.vcfg.warmup_rounds + 1):
                         if r > 1:
                             self.score_and_split()
-                        self.rounds[-1].update(self.train_victim(torch.nonzero(self.suspicious).flatten()))
+                        self.rounds[-1].update(self.train_victim_on_its_set())
                 self.timings[p] += time.time() - t0
             else:
                 last = self.mix_epochs if p == "mix" else self.cfg.epochs
