@@ -17,6 +17,7 @@ import torch
 from vablib import attacks, baseline, runio
 from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
+from vablib.detection import EXCLUDES
 from vablib.vab import VabConfig, VabTrainer, config_key
 
 from common import BENCH_VICTIM, DEFAULT_DATA, add_budget_arguments, budget
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
     ap.add_argument("--split", default="hybrid")
-    ap.add_argument("--beneficiary-excludes", default="either", help='hybrid split: "either" or "both"')
+    ap.add_argument("--beneficiary-excludes", default=VabConfig.beneficiary_excludes, choices=EXCLUDES,
+                    help="hybrid split: the beneficiary leaves out what either rule flags, or what both flag")
     ap.add_argument("--victim-folds", type=int, default=BENCH_VICTIM["victim_folds"])
     ap.add_argument("--victim-warmup-samples", type=int, default=BENCH_VICTIM["victim_warmup_samples"])
     ap.add_argument("--warmup-rounds", type=int, default=BENCH_VICTIM["warmup_rounds"],

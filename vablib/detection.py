@@ -168,7 +168,7 @@ class EntropyTracker:
         masks = []
         if self.split in ("reference", "hybrid"):
             thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
-            masks.append(split_reference(minmax(self.ema), thr))
+            masks.append(split_reference(self.normalized, thr))
         if self.split in ("gmm", "hybrid"):
             masks.append(split_gmm(self.ema, self.max_fraction))
         if len(masks) == 1:

@@ -272,9 +272,15 @@ class VabTrainer:
         entropy = self.victim_entropy()
         self.last_entropy = entropy
         self.tracker.update(entropy)
-        quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
-        quality.update(round=self.tracker.rounds, n_victim_set=int(self.tracker.victim_set.sum()))
+        quality = self.split_quality()
+        quality["round"] = self.tracker.rounds
         self.rounds.append(quality)
+        return quality
+
+    def split_quality(self) -> dict:
+        """The beneficiary's split against the ground truth (reporting only) and the victim's set size."""
+        quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
+        quality["n_victim_set"] = int(self.tracker.victim_set.sum())
         return quality
 
     def reselect(self) -> dict:
@@ -391,8 +397,7 @@ class VabTrainer:
 
     def evaluate(self) -> dict:
         out = backdoor_metrics(self.beneficiary, self.normalize, **self.eval_tensors)
-        out.update(detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema),
-                   n_victim_set=int(self.tracker.victim_set.sum()))
+        out.update(self.split_quality())
         return out
 
     # ------------------------------------------------------------------ driving the phases
