@@ -3,6 +3,7 @@ budget — no defense, V&B, and a clean model (its ASR is the natural floor) —
 figures. Prints a table and writes JSON.
 
     .venv/bin/python benchmarks/vab_cifar_subset.py --attacks badnets wanet --out outputs/bench
+    .venv/bin/python benchmarks/vab_cifar_subset.py --attacks wanet -p suspect_labels any   # the reference's split
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import torch
 from vablib import attacks, baseline, runio
 from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
-from vablib.detection import EXCLUDES
+from vablib.runner import parse_value
 from vablib.vab import VabConfig, VabTrainer, config_key
 
-from common import BENCH_VICTIM, DEFAULT_DATA, add_budget_arguments, budget
+from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget
 
 
 def run_attack(ds, name: str, settings: dict, train_cfg: TrainConfig, vab_cfg: VabConfig, out: Path,
@@ -61,14 +62,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
-    ap.add_argument("--split", default="hybrid")
-    ap.add_argument("--beneficiary-excludes", default=VabConfig.beneficiary_excludes, choices=EXCLUDES,
-                    help="hybrid split: the beneficiary leaves out what either rule flags, or what both flag")
-    ap.add_argument("--victim-folds", type=int, default=BENCH_VICTIM["victim_folds"])
-    ap.add_argument("--victim-warmup-samples", type=int, default=BENCH_VICTIM["victim_warmup_samples"])
-    ap.add_argument("--warmup-rounds", type=int, default=BENCH_VICTIM["warmup_rounds"],
-                    help="victim rounds before the beneficiary starts")
-    ap.add_argument("--suppress-labelled", type=int, default=1)
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="a VabConfig field on top of the benchmark's V&B settings (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--skip-baselines", action="store_true")
@@ -80,9 +75,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ds = load_dataset("npz", args.data)
     train_cfg = budget(args)
-    vab_cfg = VabConfig(split=args.split, beneficiary_excludes=args.beneficiary_excludes, victim_folds=args.victim_folds,
-                        victim_warmup_samples=args.victim_warmup_samples, warmup_rounds=args.warmup_rounds,
-                        suppress_labelled=bool(args.suppress_labelled))
+    vab_cfg = VabConfig(**(BENCH_VAB | {k: parse_value(v) for k, v in args.param}))
     out = Path(args.out)
     rows = []
     for name in args.attacks:

@@ -65,6 +65,7 @@ warmup_rounds: int = 2  # victim rounds on the suspicious set before the benefic
 ema_weight: float = 0.75  # EMA weight of a new entropy scoring
 split: str = "hybrid"  # hybrid (both rules) | gmm (log-entropy valley) | reference (thresholds 0.6, then 0.2)
 beneficiary_excludes: str = "either"  # hybrid: the beneficiary leaves out what either rule flags, or "both" agree on
+suspect_labels: str = "target"  # target: the beneficiary leaves out only the inferred target label; any: reference
 max_suspicious_fraction: float = 0.5  # the suspicious set never exceeds this fraction
 threshold_step: float = 0.4  # reference thresholds: max(1 - step * round, floor)
 threshold_floor: float = 0.2  # reference thresholds: lowest threshold
@@ -76,6 +77,7 @@ lambda_u: float = 0.1  # weight of the unlabelled loss ...
 lambda_u_late: float = 0.5  # ... and after lambda_switch
 lambda_switch: float = 0.75  # fraction of epochs where λ changes (150 of 200)
 suppress_labelled: bool = True  # subtract the victim's prediction from credible targets too (reference)
+beneficiary_lr: float = 0.0  # the beneficiary's learning rate; 0 for the profile's (the baselines')
 checkpoint_every: int = 5  # checkpoint every this many beneficiary epochs (and at every phase end)
 device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
@@ -93,12 +95,12 @@ vab_cfg = VabConfig(victim_model=victim_model, victim_width=victim_width, victim
                     victim_weight_decay=victim_weight_decay, victim_batch_size=victim_batch_size, victim_folds=victim_folds,
                     victim_warmup_samples=victim_warmup_samples,
                     victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
-                    split=split, beneficiary_excludes=beneficiary_excludes,
+                    split=split, beneficiary_excludes=beneficiary_excludes, suspect_labels=suspect_labels,
                     max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
                     threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
                     attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
                     lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,
-                    checkpoint_every=checkpoint_every)
+                    beneficiary_lr=beneficiary_lr, checkpoint_every=checkpoint_every)
 run = config.begin_stage("02_victim_warmup_and_entropy", run_dir, vab_cfg, device=dev)
 trainer = pipeline.open_trainer(run, dev, progress)
 print(f"device {dev}; {len(trainer.x)} training images, {int(trainer.poisoned.sum())} of them poisoned "

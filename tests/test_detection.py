@@ -115,6 +115,36 @@ def test_either_rule_flags_more_than_both_and_stays_under_the_cap():
     assert torch.equal(capped.victim_set, either.victim_set)
 
 
+def test_inferred_target_is_the_most_over_represented_label_not_the_most_frequent():
+    # label 2 holds half the samples, so 30 of it among 60 flagged is only its share; label 1's 20
+    # are 14 more than its share predicts
+    labels = torch.tensor([0] * 200 + [1] * 300 + [2] * 500)
+    flagged = torch.zeros(1000, dtype=torch.bool)
+    flagged[190:200] = flagged[200:220] = flagged[500:530] = True
+    assert detection.inferred_target(flagged, labels) == 1
+
+
+def test_target_labels_keep_every_other_label_out_of_the_beneficiarys_set_only():
+    scores, truth = _bimodal()  # the first 100 are the low (poisoned) mode
+    labels = torch.arange(len(scores)) % 5 + 1
+    labels[:100] = 3  # the poisoned samples carry the target label...
+    labels[:20] = 4   # ...except 20 low-entropy samples of another label, as when the victim grows sure of a class
+    free = detection.EntropyTracker(split="hybrid")
+    guarded = detection.EntropyTracker(split="hybrid", target_labels=labels)
+    for _ in range(2):
+        free.update(scores)
+        guarded.update(scores)
+    assert guarded.target == 3 and free.target == -1
+    assert bool(free.suspicious[:20].all())  # unguarded, the low-entropy samples of label 4 are left out
+    gmm, ref, target = detection.split_gmm(guarded.ema), detection.split_reference(guarded.normalized, 0.2), labels == 3
+    assert torch.equal(guarded.victim_set, gmm & ref) and torch.equal(guarded.victim_set, free.victim_set)
+    assert torch.equal(guarded.suspicious, detection.lowest(guarded.ema, (gmm | ref) & target, 0.5))
+    assert not bool(guarded.suspicious[:20].any()) and bool(guarded.suspicious[20:100].all())
+    other = detection.EntropyTracker(split="hybrid", target_labels=labels)
+    other.load_state_dict(guarded.state_dict())
+    assert other.target == 3 and torch.equal(other.suspicious, guarded.suspicious)
+
+
 def test_tracker_reference_mode_follows_the_schedule():
     scores, truth = _bimodal()
     tr = detection.EntropyTracker(split="reference")

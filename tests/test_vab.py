@@ -105,7 +105,8 @@ def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
 
 
 @pytest.mark.parametrize("kw", [{"split": "otsu"}, {"ema_weight": 0}, {"victim_model": "vgg"}, {"warmup_rounds": 0},
-                                {"mix_fraction": 1.5}, {"temperature": -1}])
+                                {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"},
+                                {"beneficiary_lr": -0.1}])
 def test_bad_vab_settings(kw):
     with pytest.raises(ConfigError):
         VabConfig(**kw)
@@ -139,6 +140,20 @@ def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poison
     sel = t.fold == 0
     torch.testing.assert_close(entropy[sel], score_entropy(t.victims[1], t.x[sel], t.normalize))
     torch.testing.assert_close(entropy[~sel], score_entropy(t.victims[0], t.x[~sel], t.normalize))
+
+
+def test_beneficiary_lr_and_suspect_labels_reach_the_optimizer_and_the_split(poisoned_digits):
+    shared = _trainer(poisoned_digits)
+    assert shared.ben_opt.param_groups[0]["lr"] == TINY.lr
+    # a warm-up long enough for the victim to learn the patch (after 600 samples it has not, and
+    # the label most over-represented among the low-entropy samples is a clean one)
+    own = _trainer(poisoned_digits, vcfg=VabConfig(victim_warmup_samples=5000, beneficiary_lr=0.3))
+    assert own.ben_opt.param_groups[0]["lr"] == 0.3 and own.ben_sched.milestones == shared.ben_sched.milestones
+    own.run_phase("warmup")
+    target = poisoned_digits.y_train[poisoned_digits.poison_mask][0]
+    assert own.tracker.target == target and own.rounds[-1]["inferred_target"] == target
+    assert bool((own.y[own.suspicious] == target).all())
+    assert _trainer(poisoned_digits, vcfg=VabConfig(suspect_labels="any")).tracker.target_labels is None
 
 
 def test_victim_trains_on_its_set_and_the_beneficiary_learns_only_from_credible_samples(poisoned_digits):

@@ -20,6 +20,7 @@ resumed from a checkpoint continues exactly as an uninterrupted one would (on CP
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -33,7 +34,7 @@ from . import runio
 from .attentionmix import attention_mix
 from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
 from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_int)
-from .detection import EXCLUDES, SPLITS, EntropyTracker, score_entropy
+from .detection import EXCLUDES, SPLITS, SUSPECT_LABELS, EntropyTracker, score_entropy
 from .errors import CheckpointError
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model, check_model_name
@@ -64,6 +65,7 @@ class VabConfig:
     ema_weight: float = 0.75
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: the beneficiary leaves out what "either" rule or "both" flag
+    suspect_labels: str = "target"  # "target": the beneficiary leaves out only the inferred target label; "any": reference
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
@@ -75,6 +77,7 @@ class VabConfig:
     lambda_u_late: float = 0.5
     lambda_switch: float = 0.75  # λ changes at this fraction of epochs (150/200)
     suppress_labelled: bool = True  # subtract the victim's prediction from credible targets too (reference)
+    beneficiary_lr: float = 0.0  # the beneficiary's SGD learning rate; 0 = the TrainConfig's (shared with the baselines)
     checkpoint_every: int = 5
 
     def __post_init__(self):
@@ -91,6 +94,7 @@ class VabConfig:
         check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
         check_choice("split", self.split, SPLITS)
         check_choice("beneficiary_excludes", self.beneficiary_excludes, EXCLUDES)
+        check_choice("suspect_labels", self.suspect_labels, SUSPECT_LABELS)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)
@@ -102,6 +106,7 @@ class VabConfig:
         check_float("lambda_u_late", self.lambda_u_late, 0, 100)
         check_float("lambda_switch", self.lambda_switch, 0, 1)
         check_bool("suppress_labelled", self.suppress_labelled)
+        check_float("beneficiary_lr", self.beneficiary_lr, 0, 10)
         check_int("checkpoint_every", self.checkpoint_every, 1)
 
 
@@ -145,14 +150,16 @@ class VabTrainer:
         self.victims = [build_model(vab_cfg.victim_model or train_cfg.model, k, channels,
                                     vab_cfg.victim_width or train_cfg.width).to(self.device, memory_format=mem)
                         for _ in range(vab_cfg.victim_folds)]
-        self.ben_opt, self.ben_sched = sgd_with_schedule(self.beneficiary, train_cfg)
+        ben_cfg = dataclasses.replace(train_cfg, lr=vab_cfg.beneficiary_lr) if vab_cfg.beneficiary_lr else train_cfg
+        self.ben_opt, self.ben_sched = sgd_with_schedule(self.beneficiary, ben_cfg)
         self.vic_opts = [adam(v, vab_cfg.victim_lr, vab_cfg.victim_weight_decay) for v in self.victims]
         # cross-fitting: victim f trains only on fold f and scores only the other fold, so a sample's
         # score never comes from a victim that memorised it (only the trigger generalises)
         folds = vab_cfg.victim_folds
         self.fold = (torch.randperm(len(self.x), generator=_generator(self.seed, "folds", 0)) % folds).to(self.device)
         self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
-                                      vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes)
+                                      vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes,
+                                      self.y if vab_cfg.suspect_labels == "target" else None)
         self.epoch = 0  # beneficiary epochs completed
         self.phases_done: list[str] = []
         self.victim_rounds = 0  # victim training passes completed
@@ -281,6 +288,7 @@ class VabTrainer:
         """The beneficiary's split against the ground truth (reporting only) and the victim's set size."""
         quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
         quality["n_victim_set"] = int(self.tracker.victim_set.sum())
+        quality["inferred_target"] = self.tracker.target
         return quality
 
     def reselect(self) -> dict:
