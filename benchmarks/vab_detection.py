@@ -33,7 +33,8 @@ def log_quantiles(scores: torch.Tensor) -> list[float]:
 
 def describe(quality: dict, trainer: VabTrainer | None = None) -> dict:
     """A round's split quality; with `trainer`, also the quantiles of its current EMA scores."""
-    row = {k: quality[k] for k in ("round", "precision", "recall", "auroc", "n_suspicious")}
+    row = {k: quality[k] for k in ("round", "precision", "recall", "auroc", "n_suspicious", "n_victim_set",
+                                   "inferred_target")}
     if trainer is not None:
         ema, poisoned = trainer.tracker.ema.cpu(), trainer.poisoned.cpu()
         row |= {"poisoned_log10": log_quantiles(ema[poisoned]), "clean_log10": log_quantiles(ema[~poisoned])}
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     for r in rows:
         quantiles = f"  log10 H poisoned {r['poisoned_log10']} clean {r['clean_log10']}" if "clean_log10" in r else ""
         print(f"round {r['round']:>3}  P {r['precision']:.3f} R {r['recall']:.3f} AUROC {r['auroc']:.3f} "
-              f"n {r['n_suspicious']:>5}{quantiles}")
+              f"n {r['n_suspicious']:>5} victim set {r['n_victim_set']:>5} target {r['inferred_target']:>2}{quantiles}")
     result = {"attack": args.attack, "vab": as_params(vab_cfg), "rounds": rows, "seconds": round(time.time() - t0, 1)}
     if args.json:
         runio.write_json(args.json, result)

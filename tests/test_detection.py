@@ -140,6 +140,11 @@ def test_target_labels_keep_every_other_label_out_of_the_beneficiarys_set_only()
     assert torch.equal(guarded.victim_set, gmm & ref) and torch.equal(guarded.victim_set, free.victim_set)
     assert torch.equal(guarded.suspicious, detection.lowest(guarded.ema, (gmm | ref) & target, 0.5))
     assert not bool(guarded.suspicious[:20].any()) and bool(guarded.suspicious[20:100].all())
+    drifted = scores.clone()
+    drifted[labels == 5] = 1e-7  # a later victim sure of every clean sample of label 5
+    guarded.update(drifted)
+    assert guarded.target == 3  # inferred at the first scoring and kept
+    assert detection.inferred_target(detection.split_reference(guarded.normalized, 0.2), labels) == 5
     other = detection.EntropyTracker(split="hybrid", target_labels=labels)
     other.load_state_dict(guarded.state_dict())
     assert other.target == 3 and torch.equal(other.suspicious, guarded.suspicious)
