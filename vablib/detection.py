@@ -167,12 +167,10 @@ def inferred_target(flagged: torch.Tensor, labels: torch.Tensor) -> int:
 class EntropyTracker:
     """EMA-smoothed entropy scores and the current split, saved in checkpoints: `suspicious` (the
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
-    They differ for the hybrid split with `excludes="either"`, and given `target_labels`, when
-    `suspicious` keeps only the samples of the label `target`, inferred at the first scoring from
-    what either rule flags and kept: that scoring follows the victim's warm-up on the whole poisoned
-    set, while later victims, trained on their own drifting sets, can grow surer of a clean class
-    (on digits the inference moved to a clean label from the fifth epoch on); None lets any label
-    be suspicious (the reference)."""
+    They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
+    `suspicious` holds only samples of the label `target`, inferred at the first scoring (after the
+    victim's warm-up on the whole poisoned set) and kept, since later victims, trained on their own
+    drifting sets, can grow surer of a clean class. None lets any label be suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
@@ -196,16 +194,15 @@ class EntropyTracker:
             masks.append(split_reference(self.normalized, thr))
         if self.split in ("gmm", "hybrid"):
             masks.append(split_gmm(self.ema, self.max_fraction))
-        either, self.victim_set = masks[0] | masks[-1], masks[0] & masks[-1]
-        keep = torch.ones_like(either)
+        either, both = masks[0] | masks[-1], masks[0] & masks[-1]
+        self.victim_set = both
         if self.target_labels is not None:
             if self.target < 0:  # inferred once, from the victim that saw the whole poisoned set
                 self.target = inferred_target(either, self.target_labels)
-            keep = self.target_labels == self.target
-        if len(masks) == 1 or self.excludes == "both":
-            self.suspicious = self.victim_set & keep
-        else:
-            self.suspicious = lowest(self.ema, either & keep, self.max_fraction)
+            target = self.target_labels == self.target
+            either, both = either & target, both & target
+        self.suspicious = both if len(masks) == 1 or self.excludes == "both" else \
+            lowest(self.ema, either, self.max_fraction)
         return self.suspicious
 
     @property
