@@ -47,9 +47,9 @@ def run_attack(ds, name: str, settings: dict, train_cfg: TrainConfig, vab_cfg: V
         f"P {r['precision']:.3f} R {r['recall']:.3f} susp {r['n_suspicious']} ({r['seconds']:.0f}s)", flush=True))
     hist = trainer.history()
     final, best = hist[-1], max(hist, key=lambda r: r["acc"])
-    row["vab"] = {k: final[k] for k in ("acc", "asr", "ra", "precision", "recall", "fpr", "f1", "auroc",
+    row["vab"] = {k: final[k] for k in ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc",
                                          "n_suspicious")}
-    row["vab_best_acc_epoch"] = {k: best[k] for k in ("epoch", "acc", "asr", "ra")}
+    row["vab_best_acc_epoch"] = {k: best[k] for k in ("epoch", "acc", "asr", "ra", "class_acc")}
     row["vab_seconds"] = trainer.timings
     row["rounds"] = trainer.rounds
     row["vab_run"] = str(vab_run.path)

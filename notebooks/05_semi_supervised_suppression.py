@@ -59,6 +59,18 @@ plots.save_figure(fig, run, "05_training_curves")
 fig
 
 # %% [markdown]
+# ## Which classes pay for it
+# The mean ACC can hide one class falling away. Suppression subtracts the victim's prediction, and a
+# victim trained only on target-labelled images tends to predict the target for everything: watch
+# the target class's row in the suppression epochs (`suppress_labelled` and `pseudo_confidence` in
+# notebook 02 are the knobs).
+
+# %%
+fig = plots.class_accuracy(pipeline.class_accuracy_frame(trainer))
+plots.save_figure(fig, run, "05_class_accuracy")
+fig
+
+# %% [markdown]
 # ## Detection quality during training
 
 # %%

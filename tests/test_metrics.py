@@ -34,3 +34,21 @@ def test_detection_metrics_counts():
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["fpr"] == pytest.approx(1 / 5) and m["f1"] == pytest.approx(2 / 3)
     assert (m["n_suspicious"], m["n_credible"]) == (3, 5)
+
+
+def test_backdoor_metrics_class_accuracy_matches_a_direct_count():
+    from vablib.batches import Normalizer
+    from vablib.metrics import backdoor_metrics
+
+    class Fixed(torch.nn.Module):  # predicts the class stored in the first pixel
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x[:, 0, 0, 0].round().long(), 3).float()
+
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    pred = torch.tensor([0, 1, 1, 1, 1, 0])
+    x = torch.zeros(6, 1, 4, 4, dtype=torch.uint8)  # on-device layout: N×C×H×W
+    x[:, 0, 0, 0] = pred.to(torch.uint8)
+    identity = Normalizer(torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 1 / 255))  # pixel values unchanged
+    m = backdoor_metrics(Fixed(), identity, x, y, x[:0], y[:0], y[:0])
+    assert m["acc"] == pytest.approx(3 / 6)
+    assert m["class_acc"] == pytest.approx([1 / 3, 1.0, 0.0])

@@ -23,7 +23,7 @@ def test_series_writes_config_figures_and_executed_notebooks(smoke_run):
     assert cfg["params"]["dataset"] == "digits" and "00_setup_and_data" in cfg["environment"]
     ds = json.loads((smoke_run / "artifacts" / "dataset.json").read_text())
     assert ds["train"] == 1437 and ds["test"] == 360 and len(ds["classes"]) == 10
-    for fig in ("00_samples.png", "00_class_balance.png"):
+    for fig in ("00_samples.png", "00_class_balance.png", "05_class_accuracy.png"):
         assert (smoke_run / "figures" / fig).stat().st_size > 5_000
     executed = sorted(p.name for p in (smoke_run / "notebooks").glob("*.ipynb"))
     assert executed == sorted(p.name for p in runner.series())
@@ -43,8 +43,11 @@ def test_series_writes_summary_in_range_and_report(smoke_run):
     assert nd is not None and 0.0 <= nd["acc"] <= 1.0 and 0.0 <= nd["asr"] <= 1.0
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
+    assert len(summary["final"]["class_acc"]) == 10 and all(0.0 <= a <= 1.0 for a in summary["final"]["class_acc"])
     report = (smoke_run / "report.md").read_text()
     assert "| V&B (final, epoch 2) |" in report and "no defense" in report
+    target = summary["config"]["target_label"]
+    assert f"target class {target}: V&B {100 * summary['final']['class_acc'][target]:.1f}%" in report
 
 
 def test_rerunning_the_series_resumes_instead_of_retraining(smoke_run):

@@ -106,7 +106,7 @@ def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
 
 @pytest.mark.parametrize("kw", [{"split": "otsu"}, {"ema_weight": 0}, {"victim_model": "vgg"}, {"warmup_rounds": 0},
                                 {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"},
-                                {"beneficiary_lr": -0.1}])
+                                {"beneficiary_lr": -0.1}, {"pseudo_confidence": 1.5}])
 def test_bad_vab_settings(kw):
     with pytest.raises(ConfigError):
         VabConfig(**kw)
@@ -241,3 +241,22 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_summary(tmp_path):
 
     assert comparable(killed) == comparable(tmp_path / "whole")
     assert comparable(killed)[0]["complete"] is True
+
+
+def _after_one_suppression_epoch(data, **vab):
+    """Beneficiary weights after one suppression epoch from the same state (no re-selection)."""
+    t = _trainer(data, cfg=TrainConfig(model="convnet", width=0.25, epochs=2, batch_size=64),
+                 vcfg=VabConfig(victim_warmup_samples=600, mix_fraction=0.5, lambda_switch=0.0, **vab))
+    t.run_phase("mix")
+    t.suppress_epoch(2)
+    return torch.cat([p.detach().flatten() for p in t.beneficiary.parameters()])
+
+
+def test_pseudo_confidence_and_suppress_labelled_reach_the_suppression_loss(poisoned_digits):
+    gated = _after_one_suppression_epoch(poisoned_digits, pseudo_confidence=1.0, lambda_u_late=0.5)
+    no_unlabelled_loss = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.0)
+    ungated = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.5)
+    torch.testing.assert_close(gated, no_unlabelled_loss)  # nothing reaches a confidence of 1: no unlabelled loss
+    assert not torch.allclose(gated, ungated)
+    one_hot = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.0, suppress_labelled=False)
+    assert not torch.allclose(one_hot, no_unlabelled_loss)

@@ -23,14 +23,21 @@ def eval_tensors(data, device) -> dict:
 def backdoor_metrics(model, normalizer: Normalizer, x_test: torch.Tensor, y_test: torch.Tensor,
                      x_triggered: torch.Tensor, y_target: torch.Tensor, y_true: torch.Tensor) -> dict:
     """ACC on the clean test set; ASR = triggered non-target images predicted as the attack's target
-    label; RA = those predicted as their true label. All tensors on the model's device."""
+    label; RA = those predicted as their true label; `class_acc`: ACC of each class (a defense can
+    lose one class, typically the target, while the mean hides it; NaN for a class with no test
+    image). All tensors on the model's device."""
     clean = predict(model, x_test, normalizer)
-    out = {"acc": (clean == y_test).float().mean()}
+    correct = clean == y_test
+    out = {"acc": correct.float().mean()}
     if len(x_triggered):
         bd = predict(model, x_triggered, normalizer)
         out["asr"] = (bd == y_target).float().mean()
         out["ra"] = (bd == y_true).float().mean()
-    return {k: float(v) for k, v in out.items()}
+    k = int(torch.max(y_test.max(), clean.max())) + 1
+    per_class = torch.bincount(y_test[correct], minlength=k) / torch.bincount(y_test, minlength=k)
+    out = {name: float(v) for name, v in out.items()}
+    out["class_acc"] = per_class.tolist()
+    return out
 
 
 def auroc(scores: torch.Tensor, positives: torch.Tensor) -> float:

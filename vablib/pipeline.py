@@ -128,7 +128,7 @@ def summarize(trainer: VabTrainer) -> dict:
     rows = trainer.history()
     if not rows:
         raise DataNotFoundError(f"{trainer.run.path}/metrics.jsonl is empty: run notebooks 04 and 05 first.")
-    keys = ("acc", "asr", "ra", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible")
+    keys = ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible")
     final = rows[-1]
     best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
     summary = {
@@ -143,7 +143,9 @@ def summarize(trainer: VabTrainer) -> dict:
         "seconds_per_phase": trainer.timings,
         "split_mode": trainer.vcfg.split,
         "config": {"train": dataclasses.asdict(trainer.cfg), "vab": dataclasses.asdict(trainer.vcfg),
-                   "attack": trainer.data.manifest.get("attack"), "seed": trainer.seed},
+                   "attack": trainer.data.manifest.get("attack"), "seed": trainer.seed,
+                   "target_label": None if trainer.data.manifest.get("attack_mode") == "all2all"
+                   else trainer.data.manifest.get("target_label")},
     }
     runio.write_json(trainer.run.path / "summary.json", summary)
     return summary
@@ -184,12 +186,26 @@ def write_report(run, summary: dict, figures: list[str]) -> str:
         f"precision {f['precision']:.3f}, recall {f['recall']:.3f}, FPR {f['fpr']:.3f}, F1 {f['f1']:.3f}, "
         f"AUROC {f['auroc']:.3f}; {f['n_suspicious']} suspicious / {f['n_credible']} credible.",
         "",
+        _target_class_line(summary),
+        "",
         "Seconds per phase: " + ", ".join(f"{p} {summary['seconds_per_phase'].get(p, 0):.0f}" for p in PHASES) + ".",
         "",
     ] + [f"![{name}](figures/{name}.png)" for name in figures]
     text = "\n".join(lines) + "\n"
     runio.atomic_write_bytes(run.path / "report.md", text.encode())
     return text
+
+
+def _target_class_line(summary: dict) -> str:
+    """The target class's test accuracy for V&B and no defense: V&B's cost falls mostly there."""
+    target = summary["config"].get("target_label")
+    final = summary["final"].get("class_acc") or []
+    if target is None or not 0 <= target < len(final):
+        return "Target-class accuracy: not recorded (all-to-all attack or an older run)."
+    nd = (summary.get("no_defense") or {}).get("class_acc") or []
+    nd_text = f"{100 * nd[target]:.1f}%" if target < len(nd) else "—"
+    return (f"Accuracy on the clean test images of the target class {target}: V&B {100 * final[target]:.1f}%, "
+            f"no defense {nd_text}.")
 
 
 def rounds_frame(trainer: VabTrainer) -> pd.DataFrame:
@@ -216,6 +232,19 @@ def saved_frame(run, name: str, trainer: VabTrainer) -> pd.DataFrame:
 
 def history_frame(trainer: VabTrainer) -> pd.DataFrame:
     return pd.DataFrame(trainer.history())
+
+
+def class_accuracy_frame(trainer: VabTrainer) -> pd.DataFrame:
+    """Tidy per-class test accuracy per epoch (for `plots.class_accuracy`); the attack's target
+    class is marked in its name."""
+    names = class_names(trainer)
+    return pd.DataFrame([{"epoch": r["epoch"], "class": names[c], "acc": a}
+                         for r in trainer.history() for c, a in enumerate(r.get("class_acc", []))])
+
+
+def class_names(trainer: VabTrainer) -> list[str]:
+    target = None if trainer.data.manifest.get("attack_mode") == "all2all" else trainer.data.manifest.get("target_label")
+    return [f"{name} (target)" if k == target else str(name) for k, name in enumerate(trainer.data.classes)]
 
 
 def baseline_metrics(run) -> dict | None:

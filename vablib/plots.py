@@ -142,6 +142,19 @@ def training_curves(df: pd.DataFrame, metrics=("acc", "asr", "ra"), baseline: di
     return fig
 
 
+def class_accuracy(df: pd.DataFrame):
+    """Heatmap of per-class test accuracy over epochs (columns: epoch, class, acc): shows a class
+    that a defense sacrifices, which the mean ACC hides."""
+    theme()
+    grid = df.pivot(index="class", columns="epoch", values="acc").reindex(df["class"].unique())
+    fig, ax = plt.subplots(figsize=(min(14, 2.5 + 0.22 * grid.shape[1]), 0.9 + 0.3 * grid.shape[0]))
+    sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "test accuracy"}, ax=ax)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
 def attention_mix_examples(images: np.ndarray, attention: np.ndarray, mixed: np.ndarray, titles=None):
     """Rows: image, attention map, mixed image (images uint8 H×W×C, attention H×W in [0, 1])."""
     theme()

@@ -19,9 +19,13 @@ def labelled_targets(labels: torch.Tensor, victim_probs: torch.Tensor) -> torch.
     return (onehot - victim_probs).clamp(0, 1)
 
 
-def pseudo_targets(probs_view1: torch.Tensor, probs_view2: torch.Tensor, victim_probs: torch.Tensor) -> torch.Tensor:
+def pseudo_targets(probs_view1: torch.Tensor, probs_view2: torch.Tensor, victim_probs: torch.Tensor,
+                   min_confidence: float = 0.0) -> torch.Tensor:
     """The beneficiary's averaged prediction over two views, sharpened to its arg-max, minus the
-    victim's soft prediction, clipped to [0, 1]: the targets of unlabelled suspicious samples."""
+    victim's soft prediction, clipped to [0, 1]: the targets of unlabelled suspicious samples.
+    Rows whose averaged top probability is below `min_confidence` get an all-zero target (no loss):
+    0 keeps every row, as the reference does."""
     mean = (probs_view1.float() + probs_view2.float()) / 2
-    pseudo = F.one_hot(mean.argmax(dim=1), mean.shape[1]).to(victim_probs.dtype)
-    return (pseudo - victim_probs).clamp(0, 1)
+    top, label = mean.max(dim=1)
+    pseudo = F.one_hot(label, mean.shape[1]).to(victim_probs.dtype)
+    return (pseudo - victim_probs).clamp(0, 1) * (top >= min_confidence).to(victim_probs.dtype)[:, None]

@@ -43,6 +43,10 @@ from .training import adam, autocast, check_finite, sgd_with_schedule, soft_cros
 from .utils import progress as progress_bar, reuse_freed_memory
 
 PHASES = ("warmup", "rounds", "mix", "suppress")
+# VabConfig fields that only the suppression phase reads: runs that differ only in these are the
+# same run up to the end of AttentionMix (benchmarks/vab_suppression.py starts from there)
+SUPPRESSION_FIELDS = frozenset({"temperature", "lambda_u", "lambda_u_late", "lambda_switch", "suppress_labelled",
+                                "pseudo_confidence"})
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class VabConfig:
     lambda_u_late: float = 0.5
     lambda_switch: float = 0.75  # λ changes at this fraction of epochs (150/200)
     suppress_labelled: bool = True  # subtract the victim's prediction from credible targets too (reference)
+    pseudo_confidence: float = 0.0  # unlabelled samples count only where the beneficiary is this sure (0 = all: reference)
     beneficiary_lr: float = 0.0  # the beneficiary's SGD learning rate; 0 = the TrainConfig's (shared with the baselines)
     checkpoint_every: int = 5
 
@@ -106,6 +111,7 @@ class VabConfig:
         check_float("lambda_u_late", self.lambda_u_late, 0, 100)
         check_float("lambda_switch", self.lambda_switch, 0, 1)
         check_bool("suppress_labelled", self.suppress_labelled)
+        check_float("pseudo_confidence", self.pseudo_confidence, 0, 1)
         check_float("beneficiary_lr", self.beneficiary_lr, 0, 10)
         check_int("checkpoint_every", self.checkpoint_every, 1)
 
@@ -392,7 +398,7 @@ class VabTrainer:
                 # pseudo-labels from this very pass (train mode, like the reference's separate
                 # no-grad pass over the same views with the same weights, which it would repeat)
                 probs_u = torch.softmax(logits[2 * b:].detach().float(), 1)
-                t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q[b:]).repeat(2, 1)
+                t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q[b:], self.vcfg.pseudo_confidence).repeat(2, 1)
                 loss = loss + lam * soft_cross_entropy(logits[2 * b:], t_u)
             self._step(loss)
             loss_sum += loss.detach()
