@@ -253,10 +253,15 @@ def _after_one_suppression_epoch(data, **vab):
 
 
 def test_pseudo_confidence_and_suppress_labelled_reach_the_suppression_loss(poisoned_digits):
+    import dataclasses
+
+    from vablib.vab import SUPPRESSION_FIELDS
+
+    assert SUPPRESSION_FIELDS <= {f.name for f in dataclasses.fields(VabConfig)}
     gated = _after_one_suppression_epoch(poisoned_digits, pseudo_confidence=1.0, lambda_u_late=0.5)
     no_unlabelled_loss = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.0)
-    ungated = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.5)
+    ungated = _after_one_suppression_epoch(poisoned_digits, pseudo_confidence=0.0, lambda_u_late=0.5)
     torch.testing.assert_close(gated, no_unlabelled_loss)  # nothing reaches a confidence of 1: no unlabelled loss
     assert not torch.allclose(gated, ungated)
-    one_hot = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.0, suppress_labelled=False)
-    assert not torch.allclose(one_hot, no_unlabelled_loss)
+    subtracted = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.0, suppress_labelled=True)
+    assert not torch.allclose(subtracted, no_unlabelled_loss)

@@ -71,7 +71,8 @@ def train_classifier(x_train: np.ndarray, y_train: np.ndarray, eval_data, train_
 def _result(history: list[dict], key: str, kind: str, train_cfg: TrainConfig, seed: int) -> dict:
     last = history[-1]
     return {"kind": kind, "acc": last.get("acc"), "asr": last.get("asr"), "ra": last.get("ra"),
-            "class_acc": last.get("class_acc"), "epochs": len(history), "seconds": float(sum(r["seconds"] for r in history)), "seed": seed,
+            "class_acc": last.get("class_acc"), "epochs": len(history),
+            "seconds": float(sum(r["seconds"] for r in history)), "seed": seed,
             "key": key, "train_config": as_params(train_cfg), "history": history}
 
 

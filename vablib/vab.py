@@ -52,10 +52,13 @@ SUPPRESSION_FIELDS = frozenset({"temperature", "lambda_u", "lambda_u_late", "lam
 @dataclass(frozen=True)
 class VabConfig:
     """V&B settings; defaults are the reference code's CIFAR-10 settings except the victim's
-    warm-up, counted in samples, and `split`: "hybrid" trains the victim on the samples both the
+    warm-up, counted in samples; `split`: "hybrid" trains the victim on the samples both the
     reference's fixed thresholds and the log-entropy valley flag, and keeps every sample either
     rule flags out of the beneficiary's labelled set ("reference" and "gmm" use one rule each; see
-    `vablib.detection`)."""
+    `vablib.detection`); `suspect_labels`; and two suppression settings: credible samples keep
+    one-hot targets (a victim trained on target-labelled images is sure of whole clean classes, and
+    subtracting its prediction strips their labels) and unlabelled samples count only where the
+    beneficiary's pseudo-label is confident (`pseudo_confidence`; see the README for the measurements)."""
 
     victim_model: str = ""  # "" = the beneficiary's architecture
     victim_width: float = 0.0  # 0 = the beneficiary's width
@@ -80,8 +83,8 @@ class VabConfig:
     lambda_u: float = 0.1
     lambda_u_late: float = 0.5
     lambda_switch: float = 0.75  # λ changes at this fraction of epochs (150/200)
-    suppress_labelled: bool = True  # subtract the victim's prediction from credible targets too (reference)
-    pseudo_confidence: float = 0.0  # unlabelled samples count only where the beneficiary is this sure (0 = all: reference)
+    suppress_labelled: bool = False  # True: subtract the victim's prediction from credible targets too (reference)
+    pseudo_confidence: float = 0.95  # unlabelled samples count only where the beneficiary is this sure (0 = all: reference)
     beneficiary_lr: float = 0.0  # the beneficiary's SGD learning rate; 0 = the TrainConfig's (shared with the baselines)
     checkpoint_every: int = 5
 
