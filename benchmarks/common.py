@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vablib import attacks, runio
 from vablib.config import TrainConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset.npz"
@@ -31,3 +32,9 @@ def add_budget_arguments(ap: argparse.ArgumentParser) -> None:
 
 def budget(args) -> TrainConfig:
     return TrainConfig.from_profile(args.profile, model=args.model, width=args.width, epochs=args.epochs, lr=args.lr)
+
+
+def poisoned(ds, attack: str, seed: int, folder) -> "attacks.PoisonedData":
+    """The attack at its CPU setting (`attacks.CPU_SETTINGS`), target 0, cached in `folder`."""
+    cfg = attacks.AttackConfig(attack=attack, target_label=0, **attacks.CPU_SETTINGS[attack])
+    return attacks.generate(ds, cfg, seed=seed, device="cpu", run=runio.RunDir(folder), progress=False)

@@ -21,18 +21,18 @@ from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.vab import VabConfig, VabTrainer, config_key
 
-from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget
+from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget, poisoned
 
 
-def run_attack(ds, name: str, settings: dict, train_cfg: TrainConfig, vab_cfg: VabConfig, out: Path,
+def run_attack(ds, name: str, train_cfg: TrainConfig, vab_cfg: VabConfig, out: Path,
                seed: int, skip_baselines: bool) -> dict:
     """No defense and the clean floor in <out>/<attack> (cached there, shared with
     attack_baselines.py), V&B in <out>/<attack>/vab-<config key> (resumes when rerun)."""
     run = runio.RunDir(out / name)
-    cfg = attacks.AttackConfig(attack=name, target_label=0, **settings)
     t0 = time.time()
-    data = attacks.generate(ds, cfg, seed=seed, device="cpu", run=run, progress=False)
-    row = {"attack": name, **settings, "poisoned": int(data.poison_mask.sum()), "generate_s": time.time() - t0}
+    data = poisoned(ds, name, seed, run.path)
+    row = {"attack": name, **attacks.CPU_SETTINGS[name], "poisoned": int(data.poison_mask.sum()),
+           "generate_s": time.time() - t0}
     if not skip_baselines:
         row["no_defense"] = baseline.no_defense_baseline(data, train_cfg, "cpu", seed, run=run, progress=False)
         row["clean"] = baseline.clean_floor(data, train_cfg, "cpu", seed, run=run, progress=False)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = []
     for name in args.attacks:
-        rows.append(run_attack(ds, name, attacks.CPU_SETTINGS[name], train_cfg, vab_cfg, out, args.seed, args.skip_baselines))
+        rows.append(run_attack(ds, name, train_cfg, vab_cfg, out, args.seed, args.skip_baselines))
         r = rows[-1]
         nd, cl, v = r.get("no_defense", {}), r.get("clean", {}), r["vab"]
         print(f"{name:8s} no-defense ACC {nd.get('acc', float('nan')):.3f} ASR {nd.get('asr', float('nan')):.3f} | "

@@ -22,7 +22,7 @@ from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.vab import VabConfig, VabTrainer
 
-from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget
+from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget, poisoned
 
 QUANTILES = torch.tensor([0.0, 0.01, 0.5, 0.99, 1.0])
 
@@ -61,9 +61,8 @@ def main(argv=None) -> int:
     train_cfg = budget(args)
     torch.set_num_threads(args.threads)
     ds = load_dataset("digits") if args.data == "digits" else load_dataset("npz", args.data)
-    cfg = attacks.AttackConfig(attack=args.attack, target_label=0, **attacks.CPU_SETTINGS[args.attack])
     cache = Path(args.out) / (args.attack if args.data == str(DEFAULT_DATA) else f"{args.attack}-{Path(args.data).stem}")
-    data = attacks.generate(ds, cfg, seed=args.seed, device="cpu", run=runio.RunDir(cache), progress=False)
+    data = poisoned(ds, args.attack, args.seed, cache)
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", args.seed, run=None, progress=False)
     t0 = time.time()
     trainer.run_phase("rounds")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from vablib import attacks, runio
+from vablib import runio
 from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.vab import SUPPRESSION_FIELDS, VabConfig, VabTrainer, config_key
 
-from common import DEFAULT_DATA
+from common import DEFAULT_DATA, poisoned
 
 
 def main(argv=None) -> int:
@@ -46,10 +46,7 @@ def main(argv=None) -> int:
     train_cfg, source_cfg = TrainConfig(**saved["train"]), VabConfig(**saved["vab"])
     vab_cfg = VabConfig(**(as_params(source_cfg) | {k: parse_value(v) for k, v in args.param}))
     torch.set_num_threads(args.threads)
-    attack = src.parent.name
-    ds = load_dataset("npz", args.data)
-    data = attacks.generate(ds, attacks.AttackConfig(attack=attack, target_label=0, **attacks.CPU_SETTINGS[attack]),
-                            seed=args.seed, device="cpu", run=runio.RunDir(src.parent), progress=False)
+    data = poisoned(load_dataset("npz", args.data), src.parent.name, args.seed, src.parent)
     out = runio.RunDir(src.parent / f"{src.name}-suppress-{config_key(train_cfg, vab_cfg)}")
     runio.write_json(out.path / "vab_config.json", {"train": as_params(train_cfg), "vab": as_params(vab_cfg)})
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", args.seed, out, progress=False)
@@ -61,7 +58,8 @@ def main(argv=None) -> int:
     trainer.run_phase("suppress", on_epoch=lambda r: print(
         f"epoch {r['epoch']:>3} acc {r['acc']:.3f} asr {r['asr']:.3f} P {r['precision']:.2f} R {r['recall']:.2f} "
         f"susp {r['n_suspicious']} per class {[round(a, 2) for a in r['class_acc']]} ({r['seconds']:.0f}s)", flush=True))
-    print(f"{out.path}: final ACC {trainer.history()[-1]['acc']:.3f} ASR {trainer.history()[-1]['asr']:.3f}")
+    final = trainer.history()[-1]
+    print(f"{out.path}: final ACC {final['acc']:.3f} ASR {final['asr']:.3f}")
     return 0
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .batches import Normalizer, to_device_uint8
-from .training import predict
+from .training import predict, predict_logits
 
 
 def eval_tensors(data, device) -> dict:
@@ -26,14 +26,14 @@ def backdoor_metrics(model, normalizer: Normalizer, x_test: torch.Tensor, y_test
     label; RA = those predicted as their true label; `class_acc`: ACC of each class (a defense can
     lose one class, typically the target, while the mean hides it; NaN for a class with no test
     image). All tensors on the model's device."""
-    clean = predict(model, x_test, normalizer)
-    correct = clean == y_test
+    logits = predict_logits(model, x_test, normalizer)
+    correct = logits.argmax(1) == y_test
     out = {"acc": correct.float().mean()}
     if len(x_triggered):
         bd = predict(model, x_triggered, normalizer)
         out["asr"] = (bd == y_target).float().mean()
         out["ra"] = (bd == y_true).float().mean()
-    k = int(torch.max(y_test.max(), clean.max())) + 1
+    k = logits.shape[1]  # the model's classes, so every epoch's list has the same length
     per_class = torch.bincount(y_test[correct], minlength=k) / torch.bincount(y_test, minlength=k)
     out = {name: float(v) for name, v in out.items()}
     out["class_acc"] = per_class.tolist()

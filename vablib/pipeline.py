@@ -144,8 +144,7 @@ def summarize(trainer: VabTrainer) -> dict:
         "split_mode": trainer.vcfg.split,
         "config": {"train": dataclasses.asdict(trainer.cfg), "vab": dataclasses.asdict(trainer.vcfg),
                    "attack": trainer.data.manifest.get("attack"), "seed": trainer.seed,
-                   "target_label": None if trainer.data.manifest.get("attack_mode") == "all2all"
-                   else trainer.data.manifest.get("target_label")},
+                   "target_label": target_label(trainer)},
     }
     runio.write_json(trainer.run.path / "summary.json", summary)
     return summary
@@ -242,8 +241,14 @@ def class_accuracy_frame(trainer: VabTrainer) -> pd.DataFrame:
                          for r in trainer.history() for c, a in enumerate(r.get("class_acc", []))])
 
 
+def target_label(trainer: VabTrainer) -> int | None:
+    """The attack's target label; None for all-to-all attacks, which have no single target."""
+    manifest = trainer.data.manifest
+    return None if manifest.get("attack_mode") == "all2all" else manifest.get("target_label")
+
+
 def class_names(trainer: VabTrainer) -> list[str]:
-    target = None if trainer.data.manifest.get("attack_mode") == "all2all" else trainer.data.manifest.get("target_label")
+    target = target_label(trainer)
     return [f"{name} (target)" if k == target else str(name) for k, name in enumerate(trainer.data.classes)]
 
 
