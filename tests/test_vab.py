@@ -27,6 +27,10 @@ def test_schedule_scales_with_epochs(poisoned_digits):
     assert all(paper.reselects_before(e) for e in range(101, 201))
     assert paper.lambda_u(150) == 0.1 and paper.lambda_u(151) == 0.5
     assert paper.ben_sched.milestones == {50: 1, 100: 1, 150: 1}
+    # the beneficiary's own milestones (a list, as a notebook parameter may give them), still scaled
+    own = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=40),
+                   vcfg=VabConfig(beneficiary_milestones=[0.5, 0.75]))
+    assert own.vcfg.beneficiary_milestones == (0.5, 0.75) and own.ben_sched.milestones == {20: 1, 30: 1}
     short = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=8), vcfg=VabConfig())
     assert short.mix_epochs == 4 and short.reselect_interval == 1 and short.lambda_u(7) == 0.5
 
@@ -106,7 +110,8 @@ def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
 
 @pytest.mark.parametrize("kw", [{"split": "otsu"}, {"ema_weight": 0}, {"victim_model": "vgg"}, {"warmup_rounds": 0},
                                 {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"},
-                                {"beneficiary_lr": -0.1}, {"pseudo_confidence": 1.5}])
+                                {"beneficiary_lr": -0.1}, {"pseudo_confidence": 1.5},
+                                {"beneficiary_milestones": (0.5, 1.0)}, {"beneficiary_milestones": 0.5}])
 def test_bad_vab_settings(kw):
     with pytest.raises(ConfigError):
         VabConfig(**kw)

@@ -35,7 +35,7 @@ from .attentionmix import attention_mix
 from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
 from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_int)
 from .detection import EXCLUDES, SPLITS, SUSPECT_LABELS, EntropyTracker, score_entropy
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model, check_model_name
 from .suppression import labelled_targets, pseudo_targets, victim_soft_predictions
@@ -86,6 +86,7 @@ class VabConfig:
     suppress_labelled: bool = False  # True: subtract the victim's prediction from credible targets too (reference)
     pseudo_confidence: float = 0.95  # unlabelled samples count only where the beneficiary is this sure (0 = all: reference)
     beneficiary_lr: float = 0.0  # the beneficiary's SGD learning rate; 0 = the TrainConfig's (shared with the baselines)
+    beneficiary_milestones: tuple = ()  # the beneficiary's lr ×0.1 points, fractions of epochs; () = the TrainConfig's
     checkpoint_every: int = 5
 
     def __post_init__(self):
@@ -116,6 +117,12 @@ class VabConfig:
         check_bool("suppress_labelled", self.suppress_labelled)
         check_float("pseudo_confidence", self.pseudo_confidence, 0, 1)
         check_float("beneficiary_lr", self.beneficiary_lr, 0, 10)
+        if not isinstance(self.beneficiary_milestones, (tuple, list)):
+            raise ConfigError(f"beneficiary_milestones must be a tuple of fractions of epochs, e.g. (0.5, 0.75); "
+                             f"got {self.beneficiary_milestones!r}")
+        object.__setattr__(self, "beneficiary_milestones", tuple(self.beneficiary_milestones))
+        for m in self.beneficiary_milestones:
+            check_float("each beneficiary milestone (a fraction of epochs)", m, 0, 1, low_open=True, high_open=True)
         check_int("checkpoint_every", self.checkpoint_every, 1)
 
 
@@ -159,7 +166,8 @@ class VabTrainer:
         self.victims = [build_model(vab_cfg.victim_model or train_cfg.model, k, channels,
                                     vab_cfg.victim_width or train_cfg.width).to(self.device, memory_format=mem)
                         for _ in range(vab_cfg.victim_folds)]
-        ben_cfg = dataclasses.replace(train_cfg, lr=vab_cfg.beneficiary_lr) if vab_cfg.beneficiary_lr else train_cfg
+        ben_cfg = dataclasses.replace(train_cfg, lr=vab_cfg.beneficiary_lr or train_cfg.lr,
+                                      lr_milestones=vab_cfg.beneficiary_milestones or train_cfg.lr_milestones)
         self.ben_opt, self.ben_sched = sgd_with_schedule(self.beneficiary, ben_cfg)
         self.vic_opts = [adam(v, vab_cfg.victim_lr, vab_cfg.victim_weight_decay) for v in self.victims]
         # cross-fitting: victim f trains only on fold f and scores only the other fold, so a sample's
