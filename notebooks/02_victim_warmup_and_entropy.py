@@ -79,6 +79,7 @@ lambda_switch: float = 0.75  # fraction of epochs where λ changes (150 of 200)
 suppress_labelled: bool = False  # True: subtract the victim's prediction from credible targets too (reference)
 pseudo_confidence: float = 0.95  # unlabelled samples count only where the beneficiary is this sure; 0 for all (reference)
 beneficiary_lr: float = 0.0  # the beneficiary's learning rate; 0 for the profile's (the baselines')
+beneficiary_milestones: tuple = ()  # the beneficiary's lr ×0.1 points, fractions of epochs; () for the profile's
 checkpoint_every: int = 5  # checkpoint every this many beneficiary epochs (and at every phase end)
 device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
@@ -101,7 +102,8 @@ vab_cfg = VabConfig(victim_model=victim_model, victim_width=victim_width, victim
                     threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
                     attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
                     lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,
-                    pseudo_confidence=pseudo_confidence, beneficiary_lr=beneficiary_lr, checkpoint_every=checkpoint_every)
+                    pseudo_confidence=pseudo_confidence, beneficiary_lr=beneficiary_lr,
+                    beneficiary_milestones=beneficiary_milestones, checkpoint_every=checkpoint_every)
 run = config.begin_stage("02_victim_warmup_and_entropy", run_dir, vab_cfg, device=dev)
 trainer = pipeline.open_trainer(run, dev, progress)
 print(f"device {dev}; {len(trainer.x)} training images, {int(trainer.poisoned.sum())} of them poisoned "
