@@ -20,7 +20,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar1
 # 0.01 is what lets the no-defense model fit the poison, which the beneficiary must not do, and
 # left AttentionMix underfitting (48.9% against 47.6% after 20 epochs on BadNets' exact split).
 # Its lr drops at the phase boundaries (epochs 20 and 30 of 40), not at the paper's 50/100/150 of
-# 200: scaled to 40 epochs those run suppression at lr 0.001 and 0.0001 for 720 steps in all, and
+# 200: scaled to 40 epochs those run suppression at lr 0.001 and 0.0001 for 740 steps in all, and
 # the beneficiary's accuracy did not move (BadNets 50.2-51.1% through suppression).
 BENCH_VAB = {"victim_folds": 1, "victim_warmup_samples": 10000, "warmup_rounds": 20, "beneficiary_lr": 0.1,
              "beneficiary_milestones": (0.5, 0.75)}
