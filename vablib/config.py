@@ -39,6 +39,16 @@ def check_float(name: str, value, low: float, high: float, low_open: bool = Fals
         raise ConfigError(f"{name} must be a number in {interval}, got {value!r}.")
 
 
+def check_fractions(name: str, value) -> tuple:
+    """A tuple of fractions in (0, 1), e.g. lr milestones as fractions of epochs (a list, as JSON
+    or a notebook parameter gives them, becomes a tuple)."""
+    if not isinstance(value, (tuple, list)):
+        raise ConfigError(f"{name} must be a tuple of fractions of epochs, e.g. (0.5, 0.75); got {value!r}.")
+    for m in value:
+        check_float(f"each of {name} (a fraction of epochs)", m, 0, 1, low_open=True, high_open=True)
+    return tuple(value)
+
+
 def check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be True or False, got {value!r}.")
@@ -157,9 +167,7 @@ class TrainConfig:
         check_float("lr", self.lr, 0, 10, low_open=True)
         check_float("momentum", self.momentum, 0, 1, high_open=True)
         check_float("weight_decay", self.weight_decay, 0, 1)
-        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
-        for m in self.lr_milestones:
-            check_float("each lr milestone (a fraction of epochs)", m, 0, 1, low_open=True, high_open=True)
+        object.__setattr__(self, "lr_milestones", check_fractions("lr_milestones", self.lr_milestones))
         check_bool("augment", self.augment)
         check_bool("amp", self.amp)
 

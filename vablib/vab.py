@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from . import runio
 from .attentionmix import attention_mix
 from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
-from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_int)
+from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_fractions, check_int)
 from .detection import EXCLUDES, SPLITS, SUSPECT_LABELS, EntropyTracker, score_entropy
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model, check_model_name
 from .suppression import labelled_targets, pseudo_targets, victim_soft_predictions
@@ -117,12 +117,8 @@ class VabConfig:
         check_bool("suppress_labelled", self.suppress_labelled)
         check_float("pseudo_confidence", self.pseudo_confidence, 0, 1)
         check_float("beneficiary_lr", self.beneficiary_lr, 0, 10)
-        if not isinstance(self.beneficiary_milestones, (tuple, list)):
-            raise ConfigError(f"beneficiary_milestones must be a tuple of fractions of epochs, e.g. (0.5, 0.75); "
-                             f"got {self.beneficiary_milestones!r}")
-        object.__setattr__(self, "beneficiary_milestones", tuple(self.beneficiary_milestones))
-        for m in self.beneficiary_milestones:
-            check_float("each beneficiary milestone (a fraction of epochs)", m, 0, 1, low_open=True, high_open=True)
+        object.__setattr__(self, "beneficiary_milestones", check_fractions("beneficiary_milestones",
+                                                                           self.beneficiary_milestones))
         check_int("checkpoint_every", self.checkpoint_every, 1)
 
 
