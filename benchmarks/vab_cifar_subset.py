@@ -21,7 +21,7 @@ from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.vab import VabConfig, VabTrainer, config_key
 
-from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget, poisoned
+from common import DEFAULT_DATA, add_budget_arguments, budget, poisoned
 
 
 def run_attack(ds, name: str, train_cfg: TrainConfig, vab_cfg: VabConfig, out: Path,
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--attacks", nargs="+", default=list(attacks.ATTACKS), choices=list(attacks.ATTACKS))
     add_budget_arguments(ap)
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="a VabConfig field on top of the benchmark's V&B settings (repeatable)")
+                    help="a VabConfig field on top of the profile's V&B settings (config.VAB_PROFILES; repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--skip-baselines", action="store_true")
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ds = load_dataset("npz", args.data)
     train_cfg = budget(args)
-    vab_cfg = VabConfig(**(BENCH_VAB | {k: parse_value(v) for k, v in args.param}))
+    vab_cfg = VabConfig.from_profile(args.profile, **{k: parse_value(v) for k, v in args.param})
     out = Path(args.out)
     rows = []
     for name in args.attacks:

@@ -22,7 +22,7 @@ from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.vab import VabConfig, VabTrainer
 
-from common import BENCH_VAB, DEFAULT_DATA, add_budget_arguments, budget, poisoned
+from common import DEFAULT_DATA, add_budget_arguments, budget, poisoned
 
 QUANTILES = torch.tensor([0.0, 0.01, 0.5, 0.99, 1.0])
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--attack", default="badnets", choices=list(attacks.ATTACKS))
     ap.add_argument("--rounds", type=int, default=20, help="re-selection rounds after the warm-up rounds")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="a VabConfig field on top of the V&B benchmark's settings (repeatable)")
+                    help="a VabConfig field on top of the profile's V&B settings (config.VAB_PROFILES; repeatable)")
     add_budget_arguments(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     if args.data != "digits" and not Path(args.data).exists():
         print(f"the CIFAR-10 subset is not at {args.data}; pass --data", file=sys.stderr)
         return 2
-    vab_cfg = VabConfig(**(BENCH_VAB | {k: parse_value(v) for k, v in args.param}))
+    vab_cfg = VabConfig.from_profile(args.profile, **{k: parse_value(v) for k, v in args.param})
     train_cfg = budget(args)
     torch.set_num_threads(args.threads)
     ds = load_dataset("digits") if args.data == "digits" else load_dataset("npz", args.data)

@@ -111,9 +111,11 @@ fig
 # %%
 attack_cfg = attacks.AttackConfig(attack=attack, poison_rate=poison_rate, target_label=target_label,
                                   attack_mode=attack_mode, attack_budget=attack_budget, attack_params=attack_params)
-train_cfg = config.TrainConfig.from_profile(profile, dev, model=model or None, width=width or None,
+profile_name = config.resolve_profile(profile, dev)  # recorded: notebook 02 starts from its V&B settings
+train_cfg = config.TrainConfig.from_profile(profile_name, model=model or None, width=width or None,
                                             epochs=epochs or None, batch_size=batch_size or None)
-run = config.begin_stage("01_generate_poisoned_dataset", run_dir, attack_cfg, train_cfg, device=dev)
+run = config.begin_stage("01_generate_poisoned_dataset", run_dir, attack_cfg, train_cfg, {"profile": profile_name},
+                         device=dev)
 pd.DataFrame({"setting": list(attack_cfg.params()), "value": [str(v) for v in attack_cfg.params().values()]})
 
 # %% [markdown]

@@ -46,6 +46,13 @@
 # serves unlabelled in the suppression phase). `beneficiary_excludes = "both"` uses the victim's set
 # for both. `split = "gmm"` uses the valley alone, `split = "reference"` the fixed thresholds alone.
 #
+# **Settings that go with the budget.** Parameters set to `None` below take the value of the
+# training budget notebook 01 chose (`config.VAB_PROFILES`): the reference's on `paper` and
+# `demo`; on `cpu`, the short schedule measured on the CIFAR-10 subset (a 10,000-sample warm-up, 20
+# warm-up rounds, and the beneficiary at lr 0.1, dropping ×0.1 at epochs 20 and 30 of 40, where the
+# scaled paper milestones would leave suppression almost no steps; see notebook 05). Give a value to
+# override it.
+#
 # **Cross-fitting (optional).** A victim that trains for many passes on a small set memorises its
 # clean samples too, which then look as sure as poisoned ones. With `victim_folds = 2` the data is
 # split in two halves, one victim trains on each, and every sample is scored by the victim that
@@ -59,9 +66,9 @@ victim_lr: float = 1e-3  # Adam learning rate of the victim
 victim_weight_decay: float = 5e-4  # Adam weight decay of the victim
 victim_batch_size: int = 128  # victim batch size
 victim_folds: int = 1  # 1: one victim (reference); 2: cross-fitted victims that never score what they trained on
-victim_warmup_samples: int = 50000  # warm-up budget in samples seen (paper: one CIFAR-10 epoch); 0 for one epoch
+victim_warmup_samples: int = None  # None: the budget's; samples seen in warm-up (paper: 50000, a CIFAR-10 epoch); 0: one epoch
 victim_round_epochs: float = 1.0  # passes over the suspicious set per victim round (reference: 1)
-warmup_rounds: int = 2  # victim rounds on the suspicious set before the beneficiary starts
+warmup_rounds: int = None  # None: the budget's; victim rounds before the beneficiary starts (paper: 2)
 ema_weight: float = 0.75  # EMA weight of a new entropy scoring
 split: str = "hybrid"  # hybrid (both rules) | gmm (log-entropy valley) | reference (thresholds 0.6, then 0.2)
 beneficiary_excludes: str = "either"  # hybrid: the beneficiary leaves out what either rule flags, or "both" agree on
@@ -78,8 +85,8 @@ lambda_u_late: float = 0.5  # ... and after lambda_switch
 lambda_switch: float = 0.75  # fraction of epochs where λ changes (150 of 200)
 suppress_labelled: bool = False  # True: subtract the victim's prediction from credible targets too (reference)
 pseudo_confidence: float = 0.95  # unlabelled samples count only where the beneficiary is this sure; 0 for all (reference)
-beneficiary_lr: float = 0.0  # the beneficiary's learning rate; 0 for the profile's (the baselines')
-beneficiary_milestones: tuple = ()  # the beneficiary's lr ×0.1 points, fractions of epochs; () for the profile's
+beneficiary_lr: float = None  # None: the budget's; the beneficiary's lr (paper: 0.1); 0: the baselines'
+beneficiary_milestones: tuple = None  # None: the budget's; its lr ×0.1 points, fractions of epochs; (): the baselines'
 checkpoint_every: int = 5  # checkpoint every this many beneficiary epochs (and at every phase end)
 device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
@@ -88,12 +95,13 @@ interactive: bool = True  # threshold slider (False: static table, e.g. under pa
 # %%
 from IPython.display import display
 
-from vablib import config, pipeline, plots, utils
+from vablib import config, pipeline, plots, runio, utils
 from vablib.vab import VabConfig
 
 dev = utils.get_device(device)
 utils.set_cpu_threads()
-vab_cfg = VabConfig(victim_model=victim_model, victim_width=victim_width, victim_lr=victim_lr,
+profile = pipeline.recorded_profile(runio.RunDir(run_dir))
+vab_cfg = VabConfig.from_profile(profile, victim_model=victim_model, victim_width=victim_width, victim_lr=victim_lr,
                     victim_weight_decay=victim_weight_decay, victim_batch_size=victim_batch_size, victim_folds=victim_folds,
                     victim_warmup_samples=victim_warmup_samples,
                     victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
@@ -108,6 +116,8 @@ run = config.begin_stage("02_victim_warmup_and_entropy", run_dir, vab_cfg, devic
 trainer = pipeline.open_trainer(run, dev, progress)
 print(f"device {dev}; {len(trainer.x)} training images, {int(trainer.poisoned.sum())} of them poisoned "
       f"(the defense never sees this mask; we use it only to show how well detection works)")
+print(f"V&B settings of the {profile!r} budget: {config.VAB_PROFILES[profile] or 'the reference defaults'}, "
+      f"your parameters on top")
 print(f"victim warm-up: {trainer.victim_steps(len(trainer.x), warmup=True)} optimizer steps of {vab_cfg.victim_batch_size}")
 
 # %% [markdown]

@@ -40,8 +40,9 @@
 # Mind the learning rate on a short schedule. The paper's milestones (50/100/150 of 200 epochs) run
 # all of suppression at lr 0.001 and 0.0001, which on full CIFAR-10 is still 39,000 steps; on the
 # 40-epoch CPU profile with a few thousand images it is about 740, and the beneficiary hardly moves.
-# `beneficiary_milestones=(0.5, 0.75)` (notebook 02) drops the lr at the phase boundaries instead:
-# on the CIFAR-10 subset V&B's BadNets accuracy went from 50.6% to 61.6% (no defense: 62.6%).
+# The `cpu` budget's V&B settings (notebook 02) drop it at the phase boundaries instead
+# (`beneficiary_milestones=(0.5, 0.75)`): on the CIFAR-10 subset V&B's BadNets accuracy went from
+# 50.6% to 61.6% (no defense: 62.6%).
 
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-04

@@ -6,6 +6,7 @@ import pytest
 
 from vablib import runner
 from vablib.errors import ConfigError
+from vablib.vab import VabConfig
 
 
 SMOKE = {"device": "cpu", "progress": False, "profile": "demo", "epochs": 2, "victim_warmup_samples": 1000}
@@ -21,6 +22,9 @@ def smoke_run(tmp_path_factory):
 def test_series_writes_config_figures_and_executed_notebooks(smoke_run):
     cfg = json.loads((smoke_run / "config.json").read_text())
     assert cfg["params"]["dataset"] == "digits" and "00_setup_and_data" in cfg["environment"]
+    # notebook 02 starts from the demo budget's V&B settings (the reference's) with the run's parameters on top
+    assert cfg["params"]["profile"] == "demo" and cfg["params"]["victim_warmup_samples"] == 1000
+    assert cfg["params"]["warmup_rounds"] == VabConfig().warmup_rounds
     ds = json.loads((smoke_run / "artifacts" / "dataset.json").read_text())
     assert ds["train"] == 1437 and ds["test"] == 360 and len(ds["classes"]) == 10
     for fig in ("00_samples.png", "00_class_balance.png", "05_class_accuracy.png"):

@@ -133,6 +133,19 @@ def test_begin_stage_records_environment(tmp_path):
     assert config.recorded_setup(run).seed == 2
 
 
+def test_recorded_profile_is_the_one_notebook_01_resolved(tmp_path):
+    from vablib import pipeline
+    from vablib.errors import DataNotFoundError
+
+    stage = "01_generate_poisoned_dataset"
+    cpu = config.begin_stage(stage, str(tmp_path / "cpu"), config.TrainConfig.from_profile("cpu"), {"profile": "cpu"})
+    assert pipeline.recorded_profile(cpu) == "cpu"
+    older = config.begin_stage(stage, str(tmp_path / "older"), config.TrainConfig())  # made before 01 recorded it
+    assert pipeline.recorded_profile(older) == "paper"
+    with pytest.raises(DataNotFoundError, match="run 01_generate_poisoned_dataset"):
+        pipeline.recorded_profile(runio.RunDir(tmp_path / "empty"))
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"dataset": "imagenet"}, "dataset='imagenet' is not known"),
     ({"seed": -3}, "seed must be an integer"),

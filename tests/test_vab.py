@@ -117,6 +117,17 @@ def test_bad_vab_settings(kw):
         VabConfig(**kw)
 
 
+def test_vab_settings_follow_the_budget():
+    assert VabConfig.from_profile("paper") == VabConfig() == VabConfig.from_profile("auto", torch.device("cuda"))
+    cpu = VabConfig.from_profile("cpu", warmup_rounds=None, victim_lr=5e-4)  # None: the budget's
+    assert (cpu.warmup_rounds, cpu.victim_warmup_samples, cpu.beneficiary_lr, cpu.beneficiary_milestones,
+            cpu.victim_lr) == (20, 10_000, 0.1, (0.5, 0.75), 5e-4)
+    assert VabConfig.from_profile("auto") == VabConfig.from_profile("cpu")  # "auto" without CUDA
+    assert VabConfig.from_profile("cpu", beneficiary_milestones=()).beneficiary_milestones == ()
+    with pytest.raises(ConfigError, match="profile='laptop' is not known"):
+        VabConfig.from_profile("laptop")
+
+
 def test_nan_loss_stops_with_the_epoch_named(tmp_path, poisoned_digits):
     from vablib.errors import TrainingDivergedError
 

@@ -25,12 +25,22 @@ def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def recorded_train_config(run) -> TrainConfig:
+def _budget_params(run) -> dict:
     params = run.params()
     if "epochs" not in params:
         raise DataNotFoundError(f"{run.path} has no recorded training budget: run 01_generate_poisoned_dataset "
                                 f"with run_dir={str(run.path)!r} first.")
-    return TrainConfig(**{k: v for k, v in params.items() if k in _fields(TrainConfig)})
+    return params
+
+
+def recorded_train_config(run) -> TrainConfig:
+    return TrainConfig(**{k: v for k, v in _budget_params(run).items() if k in _fields(TrainConfig)})
+
+
+def recorded_profile(run) -> str:
+    """The budget's name notebook 01 resolved (so notebook 02 starts from its V&B settings); run
+    folders made before 01 recorded it get "paper", whose V&B settings are VabConfig's defaults."""
+    return _budget_params(run).get("profile", "paper")
 
 
 def recorded_vab_config(run) -> VabConfig:

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from . import runio
 from .attentionmix import attention_mix
 from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
-from .config import (TrainConfig, as_params, check_bool, check_choice, check_float, check_fractions, check_int)
+from .config import (VAB_PROFILES, TrainConfig, as_params, check_bool, check_choice, check_float, check_fractions,
+                     check_int, profile_values)
 from .detection import EXCLUDES, SPLITS, SUSPECT_LABELS, EntropyTracker, score_entropy
 from .errors import CheckpointError
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
@@ -120,6 +121,12 @@ class VabConfig:
         object.__setattr__(self, "beneficiary_milestones", check_fractions("beneficiary_milestones",
                                                                            self.beneficiary_milestones))
         check_int("checkpoint_every", self.checkpoint_every, 1)
+
+    @classmethod
+    def from_profile(cls, profile: str = "auto", device: torch.device | None = None, **overrides) -> "VabConfig":
+        """The settings that go with a training budget (`config.VAB_PROFILES`) with `overrides`
+        (None values are ignored) applied on top."""
+        return cls(**profile_values(VAB_PROFILES, profile, device, overrides))
 
 
 def _generator(seed: int, purpose: str, index: int) -> torch.Generator:
