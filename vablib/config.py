@@ -102,7 +102,8 @@ def environment(device: torch.device) -> dict:
 
 def begin_stage(stage: str, run_dir: str, *configs, device: torch.device | None = None):
     """Record the stage's parameters (configs, or dicts of plain values), with versions, device and
-    git commit, in run_dir/config.json and return the RunDir. Raises RunConflictError if the folder was made with other values."""
+    git commit, in run_dir/config.json and return the RunDir. Raises RunConflictError if the folder
+    was made with other values."""
     from .runio import RunDir
 
     run = RunDir(run_dir)
