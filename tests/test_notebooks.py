@@ -9,7 +9,8 @@ from vablib.errors import ConfigError
 from vablib.vab import VabConfig
 
 
-SMOKE = {"device": "cpu", "progress": False, "profile": "demo", "epochs": 2, "victim_warmup_samples": 1000}
+SMOKE = {"device": "cpu", "progress": False, "profile": "demo", "epochs": 2, "victim_warmup_samples": 1000,
+         "beneficiary_milestones": (0.5,)}  # a tuple, as `-p beneficiary_milestones "(0.5,)"` gives it
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def test_series_writes_config_figures_and_executed_notebooks(smoke_run):
     # notebook 02 starts from the demo budget's V&B settings (the reference's) with the run's parameters on top
     assert cfg["params"]["profile"] == "demo" and cfg["params"]["victim_warmup_samples"] == 1000
     assert cfg["params"]["warmup_rounds"] == VabConfig().warmup_rounds
+    assert cfg["params"]["beneficiary_milestones"] == [0.5]  # reached notebook 02 as a tuple, not its string
     ds = json.loads((smoke_run / "artifacts" / "dataset.json").read_text())
     assert ds["train"] == 1437 and ds["test"] == 360 and len(ds["classes"]) == 10
     for fig in ("00_samples.png", "00_class_balance.png", "05_class_accuracy.png"):

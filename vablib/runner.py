@@ -60,7 +60,9 @@ def plan(params: dict, run_dir: Path, notebooks: list[Path], series_notebooks: l
     steps = []
     for nb in notebooks:
         names = declared[nb]
-        nb_params = {k: v for k, v in params.items() if k in names}
+        # papermill writes a tuple into the notebook as its string; a list it writes as a list
+        # (the configs turn lists of milestones back into tuples)
+        nb_params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items() if k in names}
         if "interactive" in names:  # headless: static output instead of widgets unless asked
             nb_params.setdefault("interactive", False)
         if "run_dir" in names:
