@@ -47,11 +47,12 @@
 # for both. `split = "gmm"` uses the valley alone, `split = "reference"` the fixed thresholds alone.
 #
 # **Settings that go with the budget.** Parameters set to `None` below take the value of the
-# training budget notebook 01 chose (`config.VAB_PROFILES`): the reference's on `paper` and
-# `demo`; on `cpu`, the short schedule measured on the CIFAR-10 subset (a 10,000-sample warm-up, 20
-# warm-up rounds, and the beneficiary at lr 0.1, dropping ×0.1 at epochs 20 and 30 of 40, where the
-# scaled paper milestones would leave suppression almost no steps; see notebook 05). Give a value to
-# override it.
+# training budget notebook 01 chose (`config.VAB_PROFILES`): the reference's on `paper`; on
+# `cpu`, the short schedule measured on the CIFAR-10 subset (a 10,000-sample warm-up, 20 warm-up
+# rounds, and the beneficiary at lr 0.1, dropping ×0.1 at epochs 20 and 30 of 40, where the scaled
+# paper milestones would leave suppression almost no steps; see notebook 05); on `demo`, the
+# reference's victim and the `cpu` beneficiary schedule (drops at epochs 6 and 9 of 12). Give a
+# value to override it.
 #
 # **Cross-fitting (optional).** A victim that trains for many passes on a small set memorises its
 # clean samples too, which then look as sure as poisoned ones. With `victim_folds = 2` the data is

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from vablib import runner
+from vablib.config import VAB_PROFILES
 from vablib.errors import ConfigError
 from vablib.vab import VabConfig
 
@@ -23,9 +24,10 @@ def smoke_run(tmp_path_factory):
 def test_series_writes_config_figures_and_executed_notebooks(smoke_run):
     cfg = json.loads((smoke_run / "config.json").read_text())
     assert cfg["params"]["dataset"] == "digits" and "00_setup_and_data" in cfg["environment"]
-    # notebook 02 starts from the demo budget's V&B settings (the reference's) with the run's parameters on top
+    # notebook 02 starts from the demo budget's V&B settings with the run's parameters on top
     assert cfg["params"]["profile"] == "demo" and cfg["params"]["victim_warmup_samples"] == 1000
     assert cfg["params"]["warmup_rounds"] == VabConfig().warmup_rounds
+    assert cfg["params"]["beneficiary_lr"] == VAB_PROFILES["demo"]["beneficiary_lr"] != VabConfig().beneficiary_lr
     assert cfg["params"]["beneficiary_milestones"] == [0.5]  # reached notebook 02 as a tuple, not its string
     ds = json.loads((smoke_run / "artifacts" / "dataset.json").read_text())
     assert ds["train"] == 1437 and ds["test"] == 360 and len(ds["classes"]) == 10

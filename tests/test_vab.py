@@ -123,6 +123,9 @@ def test_vab_settings_follow_the_budget():
     assert (cpu.warmup_rounds, cpu.victim_warmup_samples, cpu.beneficiary_lr, cpu.beneficiary_milestones,
             cpu.victim_lr) == (20, 10_000, 0.1, (0.5, 0.75), 5e-4)
     assert VabConfig.from_profile("auto") == VabConfig.from_profile("cpu")  # "auto" without CUDA
+    demo = VabConfig.from_profile("demo")  # the cpu beneficiary schedule, the reference's victim
+    assert (demo.beneficiary_lr, demo.beneficiary_milestones, demo.victim_warmup_samples, demo.warmup_rounds) == \
+        (0.1, (0.5, 0.75), VabConfig().victim_warmup_samples, VabConfig().warmup_rounds)
     assert VabConfig.from_profile("cpu", beneficiary_milestones=()).beneficiary_milestones == ()
     with pytest.raises(ConfigError, match="profile='laptop' is not known"):
         VabConfig.from_profile("laptop")

@@ -151,11 +151,14 @@ PROFILES = {
 # phase boundaries (epochs 20 and 30 of 40): the paper's 50/100/150 of 200, scaled to 40 epochs,
 # run suppression at lr 0.001 and 0.0001 for 740 steps in all, and the beneficiary's accuracy did
 # not move (BadNets 50.2-51.1% through suppression; 61.6% with the drops at the boundaries).
+# The demo's beneficiary trains the same way (digits, 12 epochs: ACC 87.2% against 51.9% with the
+# paper's schedule); its victim keeps the reference's 50,000-sample warm-up: 20,000, 30,000 and
+# 40,000 each inferred a clean target label on one of seeds 0-2 (50,000 does on seed 2).
+_SHORT_SCHEDULE = {"beneficiary_lr": 0.1, "beneficiary_milestones": (0.5, 0.75)}
 VAB_PROFILES = {
     "paper": {},
-    "cpu": {"victim_warmup_samples": 10_000, "warmup_rounds": 20, "beneficiary_lr": 0.1,
-            "beneficiary_milestones": (0.5, 0.75)},
-    "demo": {},
+    "cpu": {"victim_warmup_samples": 10_000, "warmup_rounds": 20, **_SHORT_SCHEDULE},
+    "demo": dict(_SHORT_SCHEDULE),
 }
 
 
