@@ -24,10 +24,11 @@
 # You will run the rounds and watch the split's quality per round: precision (how many suspicious
 # samples are really poisoned), recall (how many poisoned samples were caught), the false positive
 # rate and the AUROC of the score. With `suspect_labels="target"` (the default) the beneficiary
-# leaves out only flagged samples that carry the attack's target label. The split inferred that
-# label at its first scoring, after the warm-up (column `inferred_target`), as the one most
-# over-represented among the low-entropy samples: it should be the attack's target label if the
-# warm-up taught the victim the backdoor.
+# leaves out only flagged samples that carry the attack's target label. Each scoring votes for the
+# label most over-represented in the victim's set, and the split takes the label with the most
+# votes so far (column `inferred_target`): it should settle on the attack's target label once the
+# victim has learned the backdoor, and a round or two in which the victim's set drifts to a clean
+# class does not move it.
 
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-02

@@ -140,14 +140,39 @@ def test_target_labels_keep_every_other_label_out_of_the_beneficiarys_set_only()
     assert torch.equal(guarded.victim_set, gmm & ref) and torch.equal(guarded.victim_set, free.victim_set)
     assert torch.equal(guarded.suspicious, detection.lowest(guarded.ema, (gmm | ref) & target, 0.5))
     assert not bool(guarded.suspicious[:20].any()) and bool(guarded.suspicious[20:100].all())
-    drifted = scores.clone()
-    drifted[labels == 5] = 1e-7  # a later victim sure of every clean sample of label 5
-    guarded.update(drifted)
-    assert guarded.target == 3  # inferred at the first scoring and kept
-    assert detection.inferred_target(detection.split_reference(guarded.normalized, 0.2), labels) == 5
     other = detection.EntropyTracker(split="hybrid", target_labels=labels)
     other.load_state_dict(guarded.state_dict())
     assert other.target == 3 and torch.equal(other.suspicious, guarded.suspicious)
+    assert other.votes.tolist() == guarded.votes.tolist() == [0, 0, 0, 2, 0, 0]
+
+
+def test_target_is_the_label_most_scorings_voted_for():
+    scores, truth = _bimodal()
+    labels = torch.arange(len(scores)) % 5 + 1
+    labels[:100] = 3  # the poisoned samples
+    # a first victim that has not isolated the trigger is surest of clean samples of label 2: a
+    # target kept from that scoring alone would hide the poisoned samples for good
+    early = scores.clone()
+    early[:100], early[labels == 2] = scores[100:200], scores[:len(early[labels == 2])]
+    tracker = detection.EntropyTracker(split="hybrid", target_labels=labels)
+    tracker.update(early)
+    assert tracker.target == 2 and not bool(tracker.suspicious[truth].any())
+    tracker.update(scores)
+    assert tracker.target == 2  # one vote each: a tie keeps the current target
+    tracker.update(scores)
+    assert tracker.target == 3 and bool(tracker.suspicious[truth].all())
+    assert bool((labels[tracker.suspicious] == 3).all())
+    # a later victim sure of every clean sample of label 5 votes for it; one such scoring does not move the target
+    drifted = tracker.ema.clone()
+    drifted[labels == 5] = 1e-9
+    tracker.update(drifted)
+    assert int(tracker.votes[5]) == 1 and tracker.target == 3
+    # a checkpoint from before the votes: its target counts for every earlier scoring
+    state = {k: v for k, v in tracker.state_dict().items() if k != "votes"}
+    old = detection.EntropyTracker(split="hybrid", target_labels=labels)
+    old.load_state_dict(state)
+    old.update(drifted)
+    assert old.target == 3 and int(old.votes[3]) == tracker.rounds  # the 4 scorings before
 
 
 def test_tracker_reference_mode_follows_the_schedule():

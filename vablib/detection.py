@@ -15,10 +15,14 @@ one of three rules:
                costs more than a clean one left out
 With `target_labels` (the training labels), the beneficiary leaves out only samples that carry the
 inferred target label: the poisoned samples of an all-to-one or clean-label attack all carry it,
-and a victim that trains on clean images of other classes grows sure of those whole classes. The
-victim's own set is not restricted: a victim trained on target-labelled images alone predicts the
-target for everything and its set creeps into the clean target-class images (BadNets on the
-CIFAR-10 subset: from the exact 517 to 733 in 20 rounds).
+and a victim that trains on clean images of other classes grows sure of those whole classes. Each
+scoring votes for the label most over-represented in the victim's set, and the target is the label
+with the most votes so far: a label taken from the first scoring alone, by a victim that had not yet
+isolated the trigger, hid the poisoned samples for good (IAD on the CIFAR-10 subset), and one taken
+from each scoring alone flips for a round or two as the victim's set drifts. The victim's own set
+is not restricted: a victim trained on target-labelled images alone predicts the target for
+everything and its set creeps into the clean target-class images (BadNets on the CIFAR-10 subset:
+from the exact 517 to 733 in 20 rounds).
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -168,9 +172,8 @@ class EntropyTracker:
     """EMA-smoothed entropy scores and the current split, saved in checkpoints: `suspicious` (the
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
     They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
-    `suspicious` holds only samples of the label `target`, inferred at the first scoring (after the
-    victim's warm-up on the whole poisoned set) and kept, since later victims, trained on their own
-    drifting sets, can grow surer of a clean class. None lets any label be suspicious (the reference)."""
+    `suspicious` holds only samples of the label `target`, the one most scorings have voted for
+    (`votes`; a tie keeps the current target). None lets any label be suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
@@ -179,6 +182,7 @@ class EntropyTracker:
         self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
         self.target_labels = target_labels
         self.target = -1  # the inferred target label (-1: not inferred)
+        self.votes: torch.Tensor | None = None  # per label, the scorings that inferred it
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
@@ -197,13 +201,25 @@ class EntropyTracker:
         either, both = masks[0] | masks[-1], masks[0] & masks[-1]
         self.victim_set = both
         if self.target_labels is not None:
-            if self.target < 0:  # inferred once, from the victim that saw the whole poisoned set
-                self.target = inferred_target(either, self.target_labels)
-            target = self.target_labels == self.target
-            either, both = either & target, both & target
+            self._vote(both)
+            if self.target >= 0:
+                target = self.target_labels == self.target
+                either, both = either & target, both & target
         self.suspicious = both if len(masks) == 1 or self.excludes == "both" else \
             lowest(self.ema, either, self.max_fraction)
         return self.suspicious
+
+    def _vote(self, victim_set: torch.Tensor) -> None:
+        """Count this scoring's vote (none from an empty set) and move the target to the label with
+        the most votes, keeping the current one on a tie."""
+        if self.votes is None:
+            self.votes = torch.zeros(int(self.target_labels.max()) + 1, dtype=torch.long)
+            if self.target >= 0:  # a checkpoint from before the votes: its target held every scoring
+                self.votes[self.target] = self.rounds - 1
+        if victim_set.any():
+            self.votes[inferred_target(victim_set, self.target_labels)] += 1
+        if self.votes.max() > 0 and (self.target < 0 or self.votes[self.target] < self.votes.max()):
+            self.target = int(torch.argmax(self.votes))
 
     @property
     def normalized(self) -> torch.Tensor:
@@ -211,8 +227,8 @@ class EntropyTracker:
 
     def state_dict(self) -> dict:
         return {"ema": self.ema, "suspicious": self.suspicious, "victim_set": self.victim_set, "rounds": self.rounds,
-                "target": self.target}
+                "target": self.target, "votes": self.votes}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema, self.suspicious, self.rounds = state["ema"], state["suspicious"], int(state["rounds"])
-        self.victim_set, self.target = state["victim_set"], int(state["target"])
+        self.victim_set, self.target, self.votes = state["victim_set"], int(state["target"]), state.get("votes")
