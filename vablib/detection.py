@@ -182,7 +182,8 @@ class EntropyTracker:
         self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
         self.target_labels = target_labels
         self.target = -1  # the inferred target label (-1: not inferred)
-        self.votes: torch.Tensor | None = None  # per label, the scorings that inferred it
+        # per label, the scorings that voted for it
+        self.votes = None if target_labels is None else torch.zeros(int(target_labels.max()) + 1, dtype=torch.long)
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
@@ -212,13 +213,10 @@ class EntropyTracker:
     def _vote(self, victim_set: torch.Tensor) -> None:
         """Count this scoring's vote (none from an empty set) and move the target to the label with
         the most votes, keeping the current one on a tie."""
-        if self.votes is None:
-            self.votes = torch.zeros(int(self.target_labels.max()) + 1, dtype=torch.long)
-            if self.target >= 0:  # a checkpoint from before the votes: its target held every scoring
-                self.votes[self.target] = self.rounds - 1
         if victim_set.any():
             self.votes[inferred_target(victim_set, self.target_labels)] += 1
-        if self.votes.max() > 0 and (self.target < 0 or self.votes[self.target] < self.votes.max()):
+        most = int(self.votes.max())
+        if most > 0 and (self.target < 0 or int(self.votes[self.target]) < most):
             self.target = int(torch.argmax(self.votes))
 
     @property
@@ -231,4 +229,10 @@ class EntropyTracker:
 
     def load_state_dict(self, state: dict) -> None:
         self.ema, self.suspicious, self.rounds = state["ema"], state["suspicious"], int(state["rounds"])
-        self.victim_set, self.target, self.votes = state["victim_set"], int(state["target"]), state.get("votes")
+        self.victim_set, self.target = state["victim_set"], int(state["target"])
+        if "votes" in state:
+            self.votes = state["votes"]
+        elif self.votes is not None and self.target >= 0:
+            # a checkpoint from before the votes: its target held at every scoring
+            self.votes.zero_()
+            self.votes[self.target] = self.rounds
