@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import signal
 import subprocess
@@ -201,7 +202,8 @@ def test_victim_trains_on_its_set_and_the_beneficiary_learns_only_from_credible_
 def test_no_forward_pass_is_repeated_for_the_same_batch_and_weights(poisoned_digits):
     """AttentionMix and suppression send each labelled view through the beneficiary once without
     gradients (its attention maps) and once with; unlabelled views go through the training pass
-    only (their pseudo-labels come from it); the victim sees each plain image once."""
+    only (their pseudo-labels come from it); the victim sees each plain image whose target
+    subtracts its prediction once: the unlabelled ones, and the labelled ones with suppress_labelled."""
     t = _trainer(poisoned_digits)
     t.run_phase("rounds")
     seen = {}
@@ -223,7 +225,11 @@ def test_no_forward_pass_is_repeated_for_the_same_batch_and_weights(poisoned_dig
     unlabelled = (seen["beneficiary_grad"] - 2 * n_credible) // 2
     assert unlabelled > 0
     assert seen == {"beneficiary_nograd": 2 * n_credible, "beneficiary_grad": 2 * n_credible + 2 * unlabelled,
-                    "victim_nograd": n_credible + unlabelled}
+                    "victim_nograd": unlabelled}
+    seen.clear()
+    t.vcfg = dataclasses.replace(t.vcfg, suppress_labelled=True)
+    t.suppress_epoch(t.cfg.epochs)
+    assert seen["victim_nograd"] == n_credible + unlabelled
 
 
 def _run_until(run_dir, kill_after: str | None):

@@ -283,6 +283,11 @@ class VabTrainer:
                 out[sel] = self.victims[(f + 1) % folds](x[sel]).float()
         return out
 
+    @torch.no_grad()
+    def _victim_probs(self, raw: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """The victims' temperature-softened predictions for raw images of training samples `indices`."""
+        return victim_soft_predictions(self.victim_logits(self.normalize(raw), indices), self.vcfg.temperature)
+
     def victim_entropy(self) -> torch.Tensor:
         """Entropy of every training sample under the victim(s), eval mode, no augmentation."""
         if len(self.victims) == 1:
@@ -366,10 +371,11 @@ class VabTrainer:
         return {"loss": check_finite(loss_sum, f"AttentionMix epoch {epoch}") / max(steps, 1)}
 
     def suppress_epoch(self, epoch: int) -> dict:
-        """Semi-supervised suppression: credible batch labelled, suspicious batch unlabelled, both
-        with targets minus the victim's temperature-softened prediction. Per step: one no-grad
-        victim pass over both plain batches, one no-grad beneficiary pass for the attention maps
-        of the labelled views, one training pass over the mixed and the unlabelled views."""
+        """Semi-supervised suppression: credible batch labelled, suspicious batch unlabelled, with
+        targets minus the victim's temperature-softened prediction (the labelled ones only with
+        `suppress_labelled`). Per step: one no-grad victim pass over the plain batches whose targets
+        use it, one no-grad beneficiary pass for the attention maps of the labelled views, one
+        training pass over the mixed and the unlabelled views."""
         gen = _generator(self.seed, "beneficiary", epoch)
         credible = torch.nonzero(~self.suspicious).flatten().cpu()
         suspicious = torch.nonzero(self.suspicious).flatten().cpu()
@@ -386,21 +392,21 @@ class VabTrainer:
         loss_sum, steps = torch.zeros((), device=self.device), 0
         for raw_l, y_l, idx_l in progress_bar(lab.raw(), self.progress, total=len(lab), desc=f"suppress {epoch}"):
             b = len(y_l)
-            raw_u, idx = None, idx_l
+            raw_u = idx_u = None
             if unl is not None:
                 batch_u = next(unl_batches, None)
                 if batch_u is None:  # cycle the (smaller) suspicious set
                     unl_batches = unl.raw()
                     batch_u = next(unl_batches)
-                raw_u, idx = batch_u[0][:b], torch.cat([idx_l, batch_u[2][:b]])
+                raw_u, idx_u = batch_u[0][:b], batch_u[2][:b]
             bu = 0 if raw_u is None else len(raw_u)
             views_l = self._views(raw_l, gen)
             views_u = self._views(raw_u, gen) if bu else []
             with torch.no_grad():
-                plain = self.normalize(raw_l if not bu else torch.cat([raw_l, raw_u]))
-                q = victim_soft_predictions(self.victim_logits(plain, idx), self.vcfg.temperature)
+                # the victim scores only samples whose targets subtract its prediction
+                q_u = self._victim_probs(raw_u, idx_u) if bu else None
                 feats = self._features_eval(torch.cat(views_l))  # attention maps of the labelled views
-            t_l = labelled_targets(y_l, q[:b]) if self.vcfg.suppress_labelled else \
+            t_l = labelled_targets(y_l, self._victim_probs(raw_l, idx_l)) if self.vcfg.suppress_labelled else \
                 F.one_hot(y_l, self.num_classes).float()
             mixed, mixed_t, _ = attention_mix(torch.cat(views_l), t_l.repeat(2, 1), feats,
                                               self._permutation(b, 2, gen), self.vcfg.attention_threshold)
@@ -412,7 +418,7 @@ class VabTrainer:
                 # pseudo-labels from this very pass (train mode, like the reference's separate
                 # no-grad pass over the same views with the same weights, which it would repeat)
                 probs_u = torch.softmax(logits[2 * b:].detach().float(), 1)
-                t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q[b:], self.vcfg.pseudo_confidence).repeat(2, 1)
+                t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q_u, self.vcfg.pseudo_confidence).repeat(2, 1)
                 loss = loss + lam * soft_cross_entropy(logits[2 * b:], t_u)
             self._step(loss)
             loss_sum += loss.detach()
