@@ -74,6 +74,7 @@ ema_weight: float = 0.75  # EMA weight of a new entropy scoring
 split: str = "hybrid"  # hybrid (both rules) | gmm (log-entropy valley) | reference (thresholds 0.6, then 0.2)
 beneficiary_excludes: str = "either"  # hybrid: the beneficiary leaves out what either rule flags, or "both" agree on
 suspect_labels: str = "target"  # target: the beneficiary leaves out only the inferred target label; any: reference
+keep_flagged_fraction: float = 0.5  # a sample flagged in more than this fraction of the scorings so far stays suspicious; 1: reference
 max_suspicious_fraction: float = 0.5  # the suspicious set never exceeds this fraction
 threshold_step: float = 0.4  # reference thresholds: max(1 - step * round, floor)
 threshold_floor: float = 0.2  # reference thresholds: lowest threshold
@@ -107,7 +108,7 @@ vab_cfg = VabConfig.from_profile(profile, victim_model=victim_model, victim_widt
                     victim_warmup_samples=victim_warmup_samples,
                     victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
                     split=split, beneficiary_excludes=beneficiary_excludes, suspect_labels=suspect_labels,
-                    max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
+                    keep_flagged_fraction=keep_flagged_fraction, max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
                     threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
                     attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
                     lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,

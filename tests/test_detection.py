@@ -175,6 +175,37 @@ def test_target_is_the_label_most_scorings_voted_for():
     assert old.target == 3 and int(old.votes[3]) == tracker.rounds  # the 4 scorings before
 
 
+def test_samples_flagged_in_most_scorings_stay_suspicious_when_one_scoring_misses_them():
+    # as from a victim: poisoned samples far below, clean ones bunched just under the maximum entropy
+    g = torch.Generator().manual_seed(0)
+    scores = torch.cat([10 ** (torch.randn(100, generator=g) * 0.5 - 6), 0.23 - 10 ** (torch.randn(900, generator=g) * 0.3 - 2)])
+    truth = torch.arange(1000) < 100
+    once = scores.clone()
+    once[500] = 1e-6  # a clean sample the first victim happened to be sure of
+    keep = detection.EntropyTracker(split="hybrid", keep_fraction=0.5)
+    plain = detection.EntropyTracker(split="hybrid")
+    for s in (once, scores, scores):
+        keep.update(s)
+        plain.update(s)
+    # flagged in one scoring of three: not kept
+    assert torch.equal(plain.suspicious, truth) and torch.equal(keep.suspicious, truth)
+    assert keep.flag_counts[:100].tolist() == [3] * 100 and int(keep.flag_counts[500]) == 1
+    # a drifted victim loses 30 of the poisoned samples for one scoring: flagged in 3 of 4, they stay
+    drifted = scores.clone()
+    drifted[:30] = scores.max()
+    restored = detection.EntropyTracker(split="hybrid", keep_fraction=0.5)
+    restored.load_state_dict(keep.state_dict())
+    for tracker in (keep, plain, restored):
+        tracker.update(drifted)
+    assert torch.equal(plain.suspicious, truth & (torch.arange(1000) >= 30)) and torch.equal(keep.suspicious, truth)
+    assert torch.equal(restored.suspicious, keep.suspicious) and torch.equal(restored.flag_counts, keep.flag_counts)
+    assert torch.equal(keep.victim_set, plain.victim_set)  # the victim's own set is the current scoring's
+    # missed twice more they are flagged in 3 of 6, no longer more than half
+    for _ in range(2):
+        keep.update(drifted)
+    assert torch.equal(keep.suspicious, truth & (torch.arange(1000) >= 30))
+
+
 def test_tracker_reference_mode_follows_the_schedule():
     scores, truth = _bimodal()
     tr = detection.EntropyTracker(split="reference")

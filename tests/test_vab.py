@@ -110,7 +110,7 @@ def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
 
 
 @pytest.mark.parametrize("kw", [{"split": "otsu"}, {"ema_weight": 0}, {"victim_model": "vgg"}, {"warmup_rounds": 0},
-                                {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"},
+                                {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"}, {"keep_flagged_fraction": 0},
                                 {"beneficiary_lr": -0.1}, {"pseudo_confidence": 1.5},
                                 {"beneficiary_milestones": (0.5, 1.0)}, {"beneficiary_milestones": 0.5}])
 def test_bad_vab_settings(kw):

@@ -19,10 +19,14 @@ and a victim that trains on clean images of other classes grows sure of those wh
 scoring votes for the label most over-represented in the victim's set, and the target is the label
 with the most votes so far: a label taken from the first scoring alone, by a victim that had not yet
 isolated the trigger, hid the poisoned samples for good (IAD on the CIFAR-10 subset), and one taken
-from each scoring alone flips for a round or two as the victim's set drifts. The victim's own set
-is not restricted: a victim trained on target-labelled images alone predicts the target for
-everything and its set creeps into the clean target-class images (BadNets on the CIFAR-10 subset:
-from the exact 517 to 733 in 20 rounds).
+from each scoring alone flips for a round or two as the victim's set drifts. With `keep_fraction`,
+a sample flagged in more than that fraction of the scorings so far stays out of the beneficiary's
+set when the current scoring misses it: the victim's set drifts from round to round, and one
+scoring that loses a fifth of the poisoned samples hands them to the beneficiary for an epoch
+(WaNet on the CIFAR-10 subset). The victim's own set is the current scoring's and is not
+restricted to the target label: a victim trained on target-labelled images alone predicts the
+target for everything and its set creeps into the clean target-class images (BadNets on the
+CIFAR-10 subset: from the exact 517 to 733 in 20 rounds).
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -173,20 +177,23 @@ class EntropyTracker:
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
     They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
     `suspicious` holds only samples of the label `target`, the one most scorings have voted for
-    (`votes`; a tie keeps the current target). None lets any label be suspicious (the reference)."""
+    (`votes`; a tie keeps the current target). None lets any label be suspicious (the reference).
+    `keep_fraction` < 1 also keeps suspicious every sample flagged (before the label restriction)
+    in more than that fraction of the scorings so far (`flag_counts`); 1 is the reference."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
-                 target_labels: torch.Tensor | None = None):
+                 target_labels: torch.Tensor | None = None, keep_fraction: float = 1.0):
         self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
         self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
-        self.target_labels = target_labels
+        self.target_labels, self.keep_fraction = target_labels, keep_fraction
         self.target = -1  # the inferred target label (-1: not inferred)
         # per label, the scorings that voted for it
         self.votes = None if target_labels is None else torch.zeros(int(target_labels.max()) + 1, dtype=torch.long)
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
+        self.flag_counts: torch.Tensor | None = None  # per sample, the scorings whose own set held it
         self.rounds = 0
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
@@ -199,15 +206,17 @@ class EntropyTracker:
             masks.append(split_reference(self.normalized, thr))
         if self.split in ("gmm", "hybrid"):
             masks.append(split_gmm(self.ema, self.max_fraction))
-        either, both = masks[0] | masks[-1], masks[0] & masks[-1]
-        self.victim_set = both
+        self.victim_set = masks[0] & masks[-1]
+        one_set = len(masks) == 1 or self.excludes == "both"
+        flagged = self.victim_set if one_set else masks[0] | masks[-1]
+        counted = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)  # this scoring's set, any label
+        self.flag_counts = counted.long() if self.flag_counts is None else self.flag_counts + counted
+        flagged = flagged | (self.flag_counts > self.keep_fraction * self.rounds)
         if self.target_labels is not None:
-            self._vote(both)
+            self._vote(self.victim_set)
             if self.target >= 0:
-                target = self.target_labels == self.target
-                either, both = either & target, both & target
-        self.suspicious = both if len(masks) == 1 or self.excludes == "both" else \
-            lowest(self.ema, either, self.max_fraction)
+                flagged = flagged & (self.target_labels == self.target)
+        self.suspicious = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)
         return self.suspicious
 
     def _vote(self, victim_set: torch.Tensor) -> None:
@@ -225,11 +234,12 @@ class EntropyTracker:
 
     def state_dict(self) -> dict:
         return {"ema": self.ema, "suspicious": self.suspicious, "victim_set": self.victim_set, "rounds": self.rounds,
-                "target": self.target, "votes": self.votes}
+                "target": self.target, "votes": self.votes, "flag_counts": self.flag_counts}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema, self.suspicious, self.rounds = state["ema"], state["suspicious"], int(state["rounds"])
         self.victim_set, self.target = state["victim_set"], int(state["target"])
+        self.flag_counts = state.get("flag_counts")  # none in a checkpoint from before: its history starts here
         if "votes" in state:
             self.votes = state["votes"]
         elif self.votes is not None and self.target >= 0:

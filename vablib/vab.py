@@ -56,7 +56,7 @@ class VabConfig:
     warm-up, counted in samples; `split`: "hybrid" trains the victim on the samples both the
     reference's fixed thresholds and the log-entropy valley flag, and keeps every sample either
     rule flags out of the beneficiary's labelled set ("reference" and "gmm" use one rule each; see
-    `vablib.detection`); `suspect_labels`; and two suppression settings: credible samples keep
+    `vablib.detection`); `suspect_labels`; `keep_flagged_fraction`; and two suppression settings: credible samples keep
     one-hot targets (a victim trained on target-labelled images is sure of whole clean classes, and
     subtracting its prediction strips their labels) and unlabelled samples count only where the
     beneficiary's pseudo-label is confident (`pseudo_confidence`; see the README for the measurements)."""
@@ -74,6 +74,7 @@ class VabConfig:
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: the beneficiary leaves out what "either" rule or "both" flag
     suspect_labels: str = "target"  # "target": the beneficiary leaves out only the inferred target label; "any": reference
+    keep_flagged_fraction: float = 0.5  # flagged in more than this fraction of the scorings so far: stays suspicious; 1: reference
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
@@ -105,6 +106,7 @@ class VabConfig:
         check_choice("split", self.split, SPLITS)
         check_choice("beneficiary_excludes", self.beneficiary_excludes, EXCLUDES)
         check_choice("suspect_labels", self.suspect_labels, SUSPECT_LABELS)
+        check_float("keep_flagged_fraction", self.keep_flagged_fraction, 0, 1, low_open=True)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)
@@ -179,7 +181,8 @@ class VabTrainer:
         self.fold = (torch.randperm(len(self.x), generator=_generator(self.seed, "folds", 0)) % folds).to(self.device)
         self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
                                       vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes,
-                                      self.y if vab_cfg.suspect_labels == "target" else None)
+                                      self.y if vab_cfg.suspect_labels == "target" else None,
+                                      vab_cfg.keep_flagged_fraction)
         self.epoch = 0  # beneficiary epochs completed
         self.phases_done: list[str] = []
         self.victim_rounds = 0  # victim training passes completed
