@@ -28,9 +28,9 @@
 # label most over-represented in the victim's set, and the split takes the label with the most
 # votes so far (column `inferred_target`): it should settle on the attack's target label once the
 # victim has learned the backdoor, and a round or two in which the victim's set drifts to a clean
-# class does not move it. For the same reason a sample that more than half of the scorings so far
-# flagged stays out of the beneficiary's labelled set when one scoring misses it
-# (`keep_flagged_fraction`, notebook 02).
+# class does not move it. Optionally (`keep_flagged_fraction=0.5` in notebook 02) a sample that more
+# than half of the scorings so far flagged also stays out of the beneficiary's labelled set when one
+# scoring misses it; the README says when that helped and when it hurt.
 
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-02

@@ -74,7 +74,7 @@ class VabConfig:
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: the beneficiary leaves out what "either" rule or "both" flag
     suspect_labels: str = "target"  # "target": the beneficiary leaves out only the inferred target label; "any": reference
-    keep_flagged_fraction: float = 0.5  # flagged in more than this fraction of the scorings so far: stays suspicious; 1: reference
+    keep_flagged_fraction: float = 1.0  # < 1: flagged in more than this fraction of the scorings so far stays suspicious; 1: off (reference)
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
