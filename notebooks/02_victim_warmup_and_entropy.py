@@ -108,9 +108,9 @@ vab_cfg = VabConfig.from_profile(profile, victim_model=victim_model, victim_widt
                     victim_warmup_samples=victim_warmup_samples,
                     victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
                     split=split, beneficiary_excludes=beneficiary_excludes, suspect_labels=suspect_labels,
-                    keep_flagged_fraction=keep_flagged_fraction, max_suspicious_fraction=max_suspicious_fraction, threshold_step=threshold_step,
-                    threshold_floor=threshold_floor, mix_fraction=mix_fraction, reselect_every=reselect_every,
-                    attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
+                    keep_flagged_fraction=keep_flagged_fraction, max_suspicious_fraction=max_suspicious_fraction,
+                    threshold_step=threshold_step, threshold_floor=threshold_floor, mix_fraction=mix_fraction,
+                    reselect_every=reselect_every, attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
                     lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,
                     pseudo_confidence=pseudo_confidence, beneficiary_lr=beneficiary_lr,
                     beneficiary_milestones=beneficiary_milestones, checkpoint_every=checkpoint_every)

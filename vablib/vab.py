@@ -56,7 +56,7 @@ class VabConfig:
     warm-up, counted in samples; `split`: "hybrid" trains the victim on the samples both the
     reference's fixed thresholds and the log-entropy valley flag, and keeps every sample either
     rule flags out of the beneficiary's labelled set ("reference" and "gmm" use one rule each; see
-    `vablib.detection`); `suspect_labels`; `keep_flagged_fraction`; and two suppression settings: credible samples keep
+    `vablib.detection`); `suspect_labels`; and two suppression settings: credible samples keep
     one-hot targets (a victim trained on target-labelled images is sure of whole clean classes, and
     subtracting its prediction strips their labels) and unlabelled samples count only where the
     beneficiary's pseudo-label is confident (`pseudo_confidence`; see the README for the measurements)."""
@@ -74,7 +74,7 @@ class VabConfig:
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: the beneficiary leaves out what "either" rule or "both" flag
     suspect_labels: str = "target"  # "target": the beneficiary leaves out only the inferred target label; "any": reference
-    keep_flagged_fraction: float = 1.0  # < 1: flagged in more than this fraction of the scorings so far stays suspicious; 1: off (reference)
+    keep_flagged_fraction: float = 1.0  # < 1: flagged in more than this fraction of scorings so far: stays suspicious
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
