@@ -193,7 +193,7 @@ class EntropyTracker:
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
-        self.flag_counts: torch.Tensor | None = None  # per sample, the scorings whose own set held it
+        self.flag_counts: torch.Tensor | None = None  # per sample, scorings whose own set held it
         self.rounds = 0
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
@@ -209,9 +209,11 @@ class EntropyTracker:
         self.victim_set = masks[0] & masks[-1]
         one_set = len(masks) == 1 or self.excludes == "both"
         flagged = self.victim_set if one_set else masks[0] | masks[-1]
-        counted = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)  # this scoring's set, any label
-        self.flag_counts = counted.long() if self.flag_counts is None else self.flag_counts + counted
-        flagged = flagged | (self.flag_counts > self.keep_fraction * self.rounds)
+        if self.keep_fraction < 1:  # 1 keeps nothing: no counts to carry
+            # this scoring's own set, any label
+            counted = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)
+            self.flag_counts = counted.long() if self.flag_counts is None else self.flag_counts + counted
+            flagged = flagged | (self.flag_counts > self.keep_fraction * self.rounds)
         if self.target_labels is not None:
             self._vote(self.victim_set)
             if self.target >= 0:
