@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from vablib import runio
 from vablib.attentionmix import attention_mix
 from vablib.batches import NORMALIZATION
-from vablib.config import TrainConfig
+from vablib.config import TrainConfig, VabConfig
 from vablib.data import load_dataset
 from vablib.models import build_model
 from vablib.utils import get_device
-from vablib.vab import VabConfig, VabTrainer
+from vablib.vab import VabTrainer
 
 from common import DEFAULT_DATA
 
@@ -207,17 +207,17 @@ class ReferenceStyle:
 
 class VablibPath:
     def __init__(self, data, suspicious, width, device, batch_size, compile_model):
-        cfg = TrainConfig(model="resnet18", width=width, epochs=200, batch_size=batch_size)
-        vcfg = VabConfig(victim_warmup_samples=0, victim_batch_size=batch_size)
-        self.t = VabTrainer(data, cfg, vcfg, device, 0, None, progress=False)
+        train_cfg = TrainConfig(model="resnet18", width=width, epochs=200, batch_size=batch_size)
+        vab_cfg = VabConfig(victim_warmup_samples=0, victim_batch_size=batch_size)
+        self.t = VabTrainer(data, train_cfg, vab_cfg, device, 0, None, progress=False)
         self.t.tracker.suspicious = suspicious.to(self.t.device)
         self.t.tracker.ema = torch.rand(len(suspicious), device=self.t.device)
         if compile_model:
             self.t.beneficiary = torch.compile(self.t.beneficiary)
-            self.t.victims = [torch.compile(v) for v in self.t.victims]
+            self.t.victim.model = torch.compile(self.t.victim.model)
 
     def scoring(self):
-        return len(self.t.victim_entropy())
+        return len(self.t.victim.entropy(self.t.x, self.t.normalize))
 
     def victim_epoch(self):
         self.t.train_victim(torch.arange(len(self.t.x), device=self.t.device), warmup=True)
@@ -228,7 +228,7 @@ class VablibPath:
         return int((~self.t.suspicious).sum())
 
     def suppression_epoch(self):
-        self.t.suppress_epoch(self.t.cfg.epochs)
+        self.t.suppress_epoch(self.t.train_cfg.epochs)
         return int((~self.t.suspicious).sum())
 
 

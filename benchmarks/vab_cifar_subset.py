@@ -19,7 +19,9 @@ from vablib import attacks, baseline, runio
 from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
 from vablib.runner import parse_value
-from vablib.vab import VabConfig, VabTrainer, config_key
+from vablib.config import VabConfig
+from vablib.hashing import content_key
+from vablib.vab import VabTrainer
 
 from common import DEFAULT_DATA, add_budget_arguments, budget, poisoned
 
@@ -38,7 +40,7 @@ def run_attack(ds, name: str, train_cfg: TrainConfig, vab_cfg: VabConfig, out: P
         row["clean"] = baseline.clean_floor(data, train_cfg, "cpu", seed, run=run, progress=False)
         for kind in ("no_defense", "clean"):
             row[kind] = {k: v for k, v in row[kind].items() if k != "history"}
-    vab_run = runio.RunDir(run.path / f"vab-{config_key(train_cfg, vab_cfg)}")
+    vab_run = runio.RunDir(run.path / f"vab-{content_key(train_cfg, vab_cfg)}")
     runio.write_json(vab_run.path / "vab_config.json", {"train": as_params(train_cfg), "vab": as_params(vab_cfg)})
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", seed, vab_run, progress=False)
     trainer.resume()
@@ -51,7 +53,7 @@ def run_attack(ds, name: str, train_cfg: TrainConfig, vab_cfg: VabConfig, out: P
                                          "n_suspicious")}
     row["vab_best_acc_epoch"] = {k: best[k] for k in ("epoch", "acc", "asr", "ra", "class_acc")}
     row["vab_seconds"] = trainer.timings
-    row["rounds"] = trainer.rounds
+    row["scorings"] = trainer.scorings
     row["vab_run"] = str(vab_run.path)
     runio.write_json(vab_run.path / "bench_row.json", row)
     return row
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
               f"clean ASR floor {cl.get('asr', float('nan')):.3f} | V&B ACC {v['acc']:.3f} ASR {v['asr']:.3f} "
               f"RA {v['ra']:.3f} | detection P {v['precision']:.3f} R {v['recall']:.3f} AUROC {v['auroc']:.3f}",
               flush=True)
-    table_path = out / f"vab_table-{config_key(train_cfg, vab_cfg)}.json"
+    table_path = out / f"vab_table-{content_key(train_cfg, vab_cfg)}.json"
     runio.write_json(table_path, {"args": vars(args), "rows": rows})
     print(json.dumps({"out": str(table_path)}))
     return 0

@@ -1,10 +1,10 @@
-"""Detection alone on the CIFAR-10 subset: the victim's warm-up, its rounds, then N re-selection
-rounds, without the beneficiary (which never affects the split), so a victim setting can be judged
-in minutes instead of a full V&B run. The split is the same one a full run with the same settings
-and thread count gets. Prints per round the split's precision / recall / AUROC and the log10 entropy
-quantiles (0, 1, 50, 99, 100 %) of poisoned and clean samples; writes JSON with --json.
+"""Detection alone on the CIFAR-10 subset: the victim's warm-up, its rounds, then N
+re-selections, without the beneficiary (which never affects the split), so a victim setting can be
+judged in minutes instead of a full V&B run. The split is the same one a full run with the same
+settings and thread count gets. Prints per scoring the split's precision / recall / AUROC and the
+log10 entropy quantiles (0, 1, 50, 99, 100 %) of poisoned and clean samples; writes JSON with --json.
 
-    .venv/bin/python benchmarks/vab_detection.py --attack wanet --rounds 20 -p victim_folds 2
+    .venv/bin/python benchmarks/vab_detection.py --attack wanet --reselections 39 --seed 1
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from vablib import attacks, runio
 from vablib.config import as_params
 from vablib.data import load_dataset
 from vablib.runner import parse_value
-from vablib.vab import VabConfig, VabTrainer
+from vablib.config import VabConfig
+from vablib.vab import VabTrainer
 
 from common import DEFAULT_DATA, add_budget_arguments, budget, poisoned
 
@@ -32,8 +33,8 @@ def log_quantiles(scores: torch.Tensor) -> list[float]:
 
 
 def describe(quality: dict, trainer: VabTrainer | None = None) -> dict:
-    """A round's split quality; with `trainer`, also the quantiles of its current EMA scores."""
-    row = {k: quality[k] for k in ("round", "precision", "recall", "auroc", "n_suspicious", "n_victim_set",
+    """A scoring's split quality; with `trainer`, also the quantiles of its current EMA scores."""
+    row = {k: quality[k] for k in ("scoring", "precision", "recall", "auroc", "n_suspicious", "n_victim_set",
                                    "inferred_target")}
     if trainer is not None:
         ema, poisoned = trainer.tracker.ema.cpu(), trainer.poisoned.cpu()
@@ -45,14 +46,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help='an npz dataset, or "digits" (the embedded default)')
     ap.add_argument("--attack", default="badnets", choices=list(attacks.ATTACKS))
-    ap.add_argument("--rounds", type=int, default=20, help="re-selection rounds after the warm-up rounds")
+    ap.add_argument("--reselections", type=int, default=20,
+                    help="re-selections (victim training + scoring) after the warm-up rounds")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a VabConfig field on top of the profile's V&B settings (config.VAB_PROFILES; repeatable)")
     add_budget_arguments(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="outputs/bench", help="folder of the per-attack run folders (poisoned sets are cached there)")
-    ap.add_argument("--json", help="write the rounds to this JSON file")
+    ap.add_argument("--json", help="write the scorings to this JSON file")
     args = ap.parse_args(argv)
     if args.data != "digits" and not Path(args.data).exists():
         print(f"the CIFAR-10 subset is not at {args.data}; pass --data", file=sys.stderr)
@@ -66,14 +68,14 @@ def main(argv=None) -> int:
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", args.seed, run=None, progress=False)
     t0 = time.time()
     trainer.run_phase("rounds")
-    rows = [describe(q) for q in trainer.rounds[:-1]] + [describe(trainer.rounds[-1], trainer)]
-    for _ in range(args.rounds):
+    rows = [describe(q) for q in trainer.scorings[:-1]] + [describe(trainer.scorings[-1], trainer)]
+    for _ in range(args.reselections):
         rows.append(describe(trainer.reselect(), trainer))
     for r in rows:
         quantiles = f"  log10 H poisoned {r['poisoned_log10']} clean {r['clean_log10']}" if "clean_log10" in r else ""
-        print(f"round {r['round']:>3}  P {r['precision']:.3f} R {r['recall']:.3f} AUROC {r['auroc']:.3f} "
+        print(f"scoring {r['scoring']:>3}  P {r['precision']:.3f} R {r['recall']:.3f} AUROC {r['auroc']:.3f} "
               f"n {r['n_suspicious']:>5} victim set {r['n_victim_set']:>5} target {r['inferred_target']:>2}{quantiles}")
-    result = {"attack": args.attack, "vab": as_params(vab_cfg), "rounds": rows, "seconds": round(time.time() - t0, 1)}
+    result = {"attack": args.attack, "vab": as_params(vab_cfg), "scorings": rows, "seconds": round(time.time() - t0, 1)}
     if args.json:
         runio.write_json(args.json, result)
     print(json.dumps({k: result[k] for k in ("attack", "seconds")}))

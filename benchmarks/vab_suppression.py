@@ -18,7 +18,9 @@ from vablib import runio
 from vablib.config import TrainConfig, as_params
 from vablib.data import load_dataset
 from vablib.runner import parse_value
-from vablib.vab import SUPPRESSION_FIELDS, VabConfig, VabTrainer, config_key
+from vablib.config import SUPPRESSION_FIELDS, VabConfig
+from vablib.hashing import content_key
+from vablib.vab import VabTrainer
 
 from common import DEFAULT_DATA, poisoned
 
@@ -47,14 +49,11 @@ def main(argv=None) -> int:
     vab_cfg = VabConfig(**(as_params(source_cfg) | {k: parse_value(v) for k, v in args.param}))
     torch.set_num_threads(args.threads)
     data = poisoned(load_dataset("npz", args.data), src.parent.name, args.seed, src.parent)
-    out = runio.RunDir(src.parent / f"{src.name}-suppress-{config_key(train_cfg, vab_cfg)}")
+    out = runio.RunDir(src.parent / f"{src.name}-suppress-{content_key(train_cfg, vab_cfg)}")
     runio.write_json(out.path / "vab_config.json", {"train": as_params(train_cfg), "vab": as_params(vab_cfg)})
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", args.seed, out, progress=False)
-    if not trainer.resume():
-        source = VabTrainer(data, train_cfg, source_cfg, "cpu", args.seed, None, progress=False)
-        state = runio.load_checkpoint(start)
-        source.load_state_dict(state)  # refuses a checkpoint of other data, attack, seed or settings
-        trainer.load_state_dict(state | {"key": trainer.key})
+    if not trainer.resume():  # refuses a checkpoint that differs in more than the suppression settings
+        trainer.load_state_dict(runio.load_checkpoint(start), allow=SUPPRESSION_FIELDS)
     trainer.run_phase("suppress", on_epoch=lambda r: print(
         f"epoch {r['epoch']:>3} acc {r['acc']:.3f} asr {r['asr']:.3f} P {r['precision']:.2f} R {r['recall']:.2f} "
         f"susp {r['n_suspicious']} per class {[round(a, 2) for a in r['class_acc']]} ({r['seconds']:.0f}s)", flush=True))

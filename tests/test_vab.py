@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vablib import runio
-from vablib.config import TrainConfig
+from vablib.config import SUPPRESSION_FIELDS, TrainConfig, VabConfig
 from vablib.errors import CheckpointError, ConfigError
-from vablib.vab import PHASES, VabConfig, VabTrainer
+from vablib.vab import PHASES, VabTrainer
 
 TINY = TrainConfig(model="convnet", width=0.25, epochs=4, batch_size=64)
 TINY_VAB = VabConfig(victim_warmup_samples=600, checkpoint_every=1)
@@ -21,29 +21,30 @@ def _trainer(data, run=None, cfg=TINY, vcfg=TINY_VAB, seed=0):
     return VabTrainer(data, cfg, vcfg, "cpu", seed, run, progress=False)
 
 
-def test_schedule_scales_with_epochs(poisoned_digits):
+def test_budget_milestones_reach_the_beneficiarys_scheduler(poisoned_digits):
     paper = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=200), vcfg=VabConfig())
-    assert paper.mix_epochs == 100 and paper.reselect_interval == 5
-    assert [e for e in range(1, 101) if paper.reselects_before(e)] == list(range(6, 101, 5))
-    assert all(paper.reselects_before(e) for e in range(101, 201))
-    assert paper.lambda_u(150) == 0.1 and paper.lambda_u(151) == 0.5
     assert paper.ben_sched.milestones == {50: 1, 100: 1, 150: 1}
     # the beneficiary's own milestones (a list, as a notebook parameter may give them), still scaled
     own = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=40),
                    vcfg=VabConfig(beneficiary_milestones=[0.5, 0.75]))
-    assert own.vcfg.beneficiary_milestones == (0.5, 0.75) and own.ben_sched.milestones == {20: 1, 30: 1}
-    short = _trainer(poisoned_digits, cfg=TrainConfig(model="convnet", width=0.25, epochs=8), vcfg=VabConfig())
-    assert short.mix_epochs == 4 and short.reselect_interval == 1 and short.lambda_u(7) == 0.5
+    assert own.vab_cfg.beneficiary_milestones == (0.5, 0.75) and own.ben_sched.milestones == {20: 1, 30: 1}
 
 
-def test_victim_budget_is_counted_in_samples(poisoned_digits):
-    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_warmup_samples=50_000, victim_batch_size=128))
-    n = len(poisoned_digits.y_train)
-    assert t.victim_steps(n, warmup=True) == 391  # the paper's one epoch of CIFAR-10, whatever the dataset size
-    assert t.victim_steps(100) == 1  # a round: one pass over the suspicious set
-    assert _trainer(poisoned_digits, vcfg=VabConfig(victim_round_epochs=3.0)).victim_steps(300) == 8
-    plain = _trainer(poisoned_digits, vcfg=VabConfig(victim_warmup_samples=0, victim_batch_size=128))
-    assert plain.victim_steps(n, warmup=True) == -(-n // 128)
+def test_warmup_trains_then_scores_and_each_round_scores_then_trains(poisoned_digits):
+    """The victim's order before the beneficiary (vablib.schedule.victim_plan): the warm-up trains
+    on everything and scores; the rounds train on the victim's set, then score and train again."""
+    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_warmup_samples=600, warmup_rounds=3))
+    events = []
+    train, update = t.train_victim, t.tracker.update
+    t.train_victim = lambda idx, warmup=False: events.append("train_all" if len(idx) == len(t.x) else "train") or \
+        train(idx, warmup)
+    t.tracker.update = lambda entropy: events.append("score") or update(entropy)
+    t.run_phase("warmup")
+    assert events == ["train_all", "score"] and len(t.scorings) == 1 and "warmup_victim_steps" in t.scorings[0]
+    t.run_phase("rounds")
+    assert events[2:] == ["train", "score", "train", "score", "train"]
+    assert t.victim.trainings == 4 and t.tracker.scorings == len(t.scorings) == 3
+    assert all("victim_steps" in s for s in t.scorings)  # each scoring's record holds the training after it
 
 
 def test_full_run_writes_metrics_in_range_and_checkpoints(tmp_path, poisoned_digits):
@@ -60,7 +61,7 @@ def test_full_run_writes_metrics_in_range_and_checkpoints(tmp_path, poisoned_dig
         assert r["n_suspicious"] + r["n_credible"] == len(poisoned_digits.y_train)
     for p in PHASES:
         assert (run.checkpoints / f"after_{p}.pt").exists()
-    assert len(t.rounds) >= 2 and all(0 <= r["auroc"] <= 1 for r in t.rounds)
+    assert len(t.scorings) >= 2 and all(0 <= r["auroc"] <= 1 for r in t.scorings)
 
 
 def _interrupt_at(epoch):
@@ -71,9 +72,8 @@ def _interrupt_at(epoch):
     return hook
 
 
-@pytest.mark.parametrize("folds", [1, 2])
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_digits, folds):
-    vcfg = VabConfig(victim_warmup_samples=600, checkpoint_every=1, victim_folds=folds)
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_digits):
+    vcfg = VabConfig(victim_warmup_samples=600, checkpoint_every=1)
     whole = _trainer(poisoned_digits, runio.RunDir(tmp_path / "a"), vcfg=vcfg)
     whole.run_phase("suppress")
     expected = runio.read_jsonl(tmp_path / "a" / "metrics.jsonl")
@@ -97,9 +97,14 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path, poisoned_digit
     run = runio.RunDir(tmp_path / "r")
     t = _trainer(poisoned_digits, run)
     t.run_phase("warmup")
-    other = _trainer(poisoned_digits, run, seed=1)
-    with pytest.raises(CheckpointError, match="other data, attack, seed"):
-        other.resume()
+    with pytest.raises(CheckpointError, match=r"other settings \(seed 0 → 1\)"):
+        _trainer(poisoned_digits, run, seed=1).resume()
+    with pytest.raises(CheckpointError, match=r"vab.lambda_u 0.1 → 0.2\)"):
+        _trainer(poisoned_digits, run, vcfg=dataclasses.replace(TINY_VAB, lambda_u=0.2)).resume()
+    # a suppression setting may differ where the caller allows it (benchmarks/vab_suppression.py)
+    other = _trainer(poisoned_digits, vcfg=dataclasses.replace(TINY_VAB, lambda_u=0.2))
+    other.load_state_dict(runio.load_checkpoint(run.checkpoints / "after_warmup.pt"), allow=SUPPRESSION_FIELDS)
+    assert other.phases_done == ["warmup"] and torch.equal(other.suspicious, t.suspicious)
 
 
 def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
@@ -110,7 +115,7 @@ def test_corrupted_checkpoint_is_refused(tmp_path, poisoned_digits):
 
 
 @pytest.mark.parametrize("kw", [{"split": "otsu"}, {"ema_weight": 0}, {"victim_model": "vgg"}, {"warmup_rounds": 0},
-                                {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"}, {"keep_flagged_fraction": 0},
+                                {"mix_fraction": 1.5}, {"temperature": -1}, {"suspect_labels": "all"}, {"victim_width": 0},
                                 {"beneficiary_lr": -0.1}, {"pseudo_confidence": 1.5},
                                 {"beneficiary_milestones": (0.5, 1.0)}, {"beneficiary_milestones": 0.5}])
 def test_bad_vab_settings(kw):
@@ -147,21 +152,6 @@ def test_nan_loss_stops_with_the_epoch_named(tmp_path, poisoned_digits):
         ["warmup", "rounds"]
 
 
-def test_cross_fitted_victims_score_the_other_fold_and_train_on_their_own(poisoned_digits):
-    from vablib.detection import score_entropy
-
-    t = _trainer(poisoned_digits, vcfg=VabConfig(victim_folds=2, victim_warmup_samples=600))
-    assert set(t.fold.tolist()) == {0, 1} and abs(int((t.fold == 0).sum()) - len(t.x) // 2) <= 1
-    before = [[p.clone() for p in v.parameters()] for v in t.victims]
-    t.train_victim(torch.nonzero(t.fold == 0).flatten())  # only fold-0 samples: only victim 0 moves
-    assert not all(torch.equal(a, b) for a, b in zip(before[0], t.victims[0].parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(before[1], t.victims[1].parameters()))
-    entropy = t.victim_entropy()
-    sel = t.fold == 0
-    torch.testing.assert_close(entropy[sel], score_entropy(t.victims[1], t.x[sel], t.normalize))
-    torch.testing.assert_close(entropy[~sel], score_entropy(t.victims[0], t.x[~sel], t.normalize))
-
-
 def test_beneficiary_lr_and_suspect_labels_reach_the_optimizer_and_the_split(poisoned_digits):
     shared = _trainer(poisoned_digits)
     assert shared.ben_opt.param_groups[0]["lr"] == TINY.lr
@@ -171,7 +161,7 @@ def test_beneficiary_lr_and_suspect_labels_reach_the_optimizer_and_the_split(poi
     assert own.ben_opt.param_groups[0]["lr"] == 0.3 and own.ben_sched.milestones == shared.ben_sched.milestones
     own.run_phase("warmup")
     target = poisoned_digits.y_train[poisoned_digits.poison_mask][0]
-    assert own.tracker.target == target and own.rounds[-1]["inferred_target"] == target
+    assert own.tracker.target == target and own.scorings[-1]["inferred_target"] == target
     assert bool((own.y[own.suspicious] == target).all())
     assert _trainer(poisoned_digits, vcfg=VabConfig(suspect_labels="any")).tracker.target_labels is None
 
@@ -215,20 +205,20 @@ def test_no_forward_pass_is_repeated_for_the_same_batch_and_weights(poisoned_dig
         return hook
 
     t.beneficiary.body[0].register_forward_hook(count("beneficiary"))
-    t.victims[0].body[0].register_forward_hook(count("victim"))
+    t.victim.model.body[0].register_forward_hook(count("victim"))
     n_credible = int((~t.suspicious).sum())
     assert 0 < n_credible < len(t.x)
     t.mix_epoch(1)
     assert seen == {"beneficiary_nograd": 2 * n_credible, "beneficiary_grad": 2 * n_credible}
     seen.clear()
-    t.suppress_epoch(t.cfg.epochs)
+    t.suppress_epoch(t.train_cfg.epochs)
     unlabelled = (seen["beneficiary_grad"] - 2 * n_credible) // 2
     assert unlabelled > 0
     assert seen == {"beneficiary_nograd": 2 * n_credible, "beneficiary_grad": 2 * n_credible + 2 * unlabelled,
                     "victim_nograd": unlabelled}
     seen.clear()
-    t.vcfg = dataclasses.replace(t.vcfg, suppress_labelled=True)
-    t.suppress_epoch(t.cfg.epochs)
+    t.vab_cfg = dataclasses.replace(t.vab_cfg, suppress_labelled=True)
+    t.suppress_epoch(t.train_cfg.epochs)
     assert seen["victim_nograd"] == n_credible + unlabelled
 
 
@@ -278,11 +268,7 @@ def _after_one_suppression_epoch(data, **vab):
 
 
 def test_pseudo_confidence_and_suppress_labelled_reach_the_suppression_loss(poisoned_digits):
-    import dataclasses
-
-    from vablib.vab import SUPPRESSION_FIELDS
-
-    assert SUPPRESSION_FIELDS <= {f.name for f in dataclasses.fields(VabConfig)}
+    assert SUPPRESSION_FIELDS <= set(VabConfig.field_names())
     gated = _after_one_suppression_epoch(poisoned_digits, pseudo_confidence=1.0, lambda_u_late=0.5)
     no_unlabelled_loss = _after_one_suppression_epoch(poisoned_digits, lambda_u_late=0.0)
     ungated = _after_one_suppression_epoch(poisoned_digits, pseudo_confidence=0.0, lambda_u_late=0.5)

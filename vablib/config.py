@@ -1,9 +1,9 @@
-"""Validated, frozen configurations: one per notebook stage.
+"""Validated, frozen configurations and the named training budgets.
 
-A notebook's `parameters` cell holds plain literals; the next cell builds the stage's config
-(which checks every value and raises one clear ConfigError) and calls `begin_stage`, which records
-the parameters in the run folder's config.json, refusing values that conflict with the ones the
-folder was made with.
+A notebook's `parameters` cell holds plain literals; the next cell builds the stage's config here,
+which checks every value and raises one clear ConfigError (`vablib.runstate.begin_stage` then
+records it in the run folder). `None` in a parameter always means "inherit": the budget's value,
+or the beneficiary's for the victim's architecture.
 """
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ConfigError
+
+
+SPLITS = ("hybrid", "gmm", "reference")  # see vablib.detection
+EXCLUDES = ("either", "both")
+SUSPECT_LABELS = ("target", "any")
 
 
 # ---------------------------------------------------------------- small validators
@@ -94,66 +99,21 @@ class SetupConfig:
         return get_device(self.device)
 
 
-def environment(device: torch.device) -> dict:
-    from .utils import git_commit, library_versions
-
-    return {"versions": library_versions(), "device": str(device), "git_commit": git_commit()}
-
-
-def begin_stage(stage: str, run_dir: str, *configs, device: torch.device | None = None):
-    """Record the stage's parameters (configs, or dicts of plain values), with versions, device and
-    git commit, in run_dir/config.json and return the RunDir. Raises RunConflictError if the folder
-    was made with other values."""
-    from .runio import RunDir
-
-    run = RunDir(run_dir)
-    params = {}
-    for cfg in configs:
-        params.update(cfg if isinstance(cfg, dict) else as_params(cfg))
-    run.record(stage, params, environment(device or torch.device("cpu")))
-    return run
-
-
-def recorded_setup(run) -> SetupConfig:
-    """The SetupConfig a run folder was made with (for notebooks after 00)."""
-    params = run.params()
-    if "dataset" not in params:
-        from .errors import DataNotFoundError
-
-        raise DataNotFoundError(f"{run.path} has no recorded dataset: run 00_setup_and_data with "
-                                f"run_dir={str(run.path)!r} first.")
-    fields = {f.name for f in dataclasses.fields(SetupConfig)}
-    return SetupConfig(**{k: v for k, v in params.items() if k in fields and k not in ("device", "progress")})
-
-
 # ---------------------------------------------------------------- the training budget
 
-# Named budgets. "paper" is the reference CIFAR-10 schedule (GPU); "cpu" is the profile used for
-# the CIFAR-10 subset benchmarks on 2 CPU cores; "demo" keeps `make demo` on digits in minutes.
-# profile="auto" means "paper" on CUDA and "cpu" elsewhere. Explicit values override a profile.
-# The cpu profile's lr is 0.01: with the paper's 0.1, a width-0.25 ResNet-18 on 5,170 images (40
-# steps an epoch) never fitted the poisoned samples (BadNets 3×3, no augmentation: ASR 15% after
-# 10 epochs), while at 0.01 it reached 100% ASR in 2 epochs and Blended (α 0.2) 99.8% with augmentation.
+# Named budgets. "paper" is the reference CIFAR-10 schedule (GPU); "cpu" the CIFAR-10-subset
+# schedule for 2 CPU cores; "demo" keeps `make demo` on digits in minutes. profile="auto" means
+# "paper" on CUDA and "cpu" elsewhere; explicit values override a profile. The short budgets' lr
+# of 0.01 is what lets a narrow network fit the poison at all (docs/method.md, "Short budgets").
 PROFILES = {
     "paper": {"model": "resnet18", "width": 1.0, "epochs": 200, "batch_size": 128},
     "cpu": {"model": "resnet18", "width": 0.25, "epochs": 40, "batch_size": 128, "lr": 0.01},
     "demo": {"model": "resnet18", "width": 0.125, "epochs": 12, "batch_size": 64, "lr": 0.01},
 }
 
-# The V&B settings that go with each budget, on top of VabConfig's defaults (the reference's);
-# notebook 02 and the benchmarks start from them (`VabConfig.from_profile`). The cpu ones were
-# measured on the CIFAR-10 subset: one victim learns WaNet's warp (two cross-fitted ones did not);
-# a 10,000-sample warm-up and 20 warm-up rounds (about 3 s each) let the split settle before the
-# beneficiary starts (WaNet's recall swung between 0.75 and 0.98 up to round 18, Blended's up to
-# round 6). The beneficiary trains at the paper's lr 0.1: the profile's 0.01 is what lets the
-# no-defense model fit the poison, which the beneficiary must not do, and it left AttentionMix
-# underfitting (48.9% against 47.6% after 20 epochs on BadNets' exact split). Its lr drops at the
-# phase boundaries (epochs 20 and 30 of 40): the paper's 50/100/150 of 200, scaled to 40 epochs,
-# run suppression at lr 0.001 and 0.0001 for 740 steps in all, and the beneficiary's accuracy did
-# not move (BadNets 50.2-51.1% through suppression; 61.6% with the drops at the boundaries).
-# The demo's beneficiary trains the same way (digits, 12 epochs: ACC 87.2% against 51.9% with the
-# paper's schedule); its victim keeps the reference's 50,000-sample warm-up: 20,000, 30,000 and
-# 40,000 each inferred a clean target label on one of seeds 0-2 (50,000 does on seed 2).
+# The V&B settings of each budget, over VabConfig's defaults (the reference's). On short budgets
+# the beneficiary trains at the paper's lr 0.1 and drops it at the phase boundaries; the cpu
+# victim warms up on fewer samples and for more rounds (docs/method.md, "Short budgets").
 _SHORT_SCHEDULE = {"beneficiary_lr": 0.1, "beneficiary_milestones": (0.5, 0.75)}
 VAB_PROFILES = {
     "paper": {},
@@ -213,3 +173,98 @@ class TrainConfig:
     def from_profile(cls, profile: str = "auto", device: torch.device | None = None, **overrides) -> "TrainConfig":
         """The profile's budget with `overrides` (None values are ignored) applied on top."""
         return cls(**profile_values(PROFILES, profile, device, overrides))
+
+
+@dataclass(frozen=True)
+class VabConfig:
+    """V&B settings. Defaults are the reference code's CIFAR-10 settings except where
+    docs/method.md gives the measurement that moved them: the victim's warm-up counted in samples,
+    the hybrid split, the target-only suspicious set, and two suppression settings. `None`
+    inherits: the beneficiary's architecture for the victim, the budget's lr and milestones for
+    the beneficiary."""
+
+    victim_model: str | None = None  # None: the beneficiary's architecture
+    victim_width: float | None = None  # None: the beneficiary's width
+    victim_lr: float = 1e-3
+    victim_weight_decay: float = 5e-4
+    victim_batch_size: int = 128
+    victim_warmup_samples: int = 50_000  # samples seen in the warm-up (a CIFAR-10 epoch); 0: one epoch
+    victim_round_epochs: float = 1.0  # passes over the victim's set per victim training
+    warmup_rounds: int = 2
+    ema_weight: float = 0.75
+    split: str = "hybrid"
+    beneficiary_excludes: str = "either"  # hybrid split: leave out what "either" rule flags, or "both"
+    suspect_labels: str = "target"  # "target": only the inferred target label is suspicious; "any": reference
+    max_suspicious_fraction: float = 0.5
+    threshold_step: float = 0.4
+    threshold_floor: float = 0.2
+    mix_fraction: float = 0.5  # beneficiary epochs spent on AttentionMix before suppression
+    reselect_every: float = 0.025  # re-selection interval during AttentionMix, fraction of epochs (5/200)
+    attention_threshold: float = 0.1
+    temperature: float = 3.0
+    lambda_u: float = 0.1
+    lambda_u_late: float = 0.5
+    lambda_switch: float = 0.75  # λ changes at this fraction of epochs (150/200)
+    suppress_labelled: bool = False  # True: subtract the victim's prediction from credible targets too (reference)
+    pseudo_confidence: float = 0.95  # unlabelled samples count only where the beneficiary is this sure; 0: all
+    beneficiary_lr: float | None = None  # None: the TrainConfig's lr (shared with the baselines)
+    beneficiary_milestones: tuple | None = None  # lr ×0.1 points, fractions of epochs; None: the TrainConfig's
+    checkpoint_every: int = 5
+
+    def __post_init__(self):
+        from .models import check_model_name
+
+        if self.victim_model is not None:
+            check_model_name(self.victim_model)
+        if self.victim_width is not None:
+            check_float("victim_width", self.victim_width, 0, 8, low_open=True)
+        check_float("victim_lr", self.victim_lr, 0, 1, low_open=True)
+        check_float("victim_weight_decay", self.victim_weight_decay, 0, 1)
+        check_int("victim_batch_size", self.victim_batch_size, 1, 65_536)
+        check_int("victim_warmup_samples", self.victim_warmup_samples, 0)
+        check_float("victim_round_epochs", self.victim_round_epochs, 0, 1000, low_open=True)
+        check_int("warmup_rounds", self.warmup_rounds, 1, 100)
+        check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
+        check_choice("split", self.split, SPLITS)
+        check_choice("beneficiary_excludes", self.beneficiary_excludes, EXCLUDES)
+        check_choice("suspect_labels", self.suspect_labels, SUSPECT_LABELS)
+        check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
+        check_float("threshold_step", self.threshold_step, 0, 1)
+        check_float("threshold_floor", self.threshold_floor, 0, 1)
+        check_float("mix_fraction", self.mix_fraction, 0, 1)
+        check_float("reselect_every", self.reselect_every, 0, 1, low_open=True)
+        check_float("attention_threshold", self.attention_threshold, 0, 1)
+        check_float("temperature", self.temperature, 0, 1000, low_open=True)
+        check_float("lambda_u", self.lambda_u, 0, 100)
+        check_float("lambda_u_late", self.lambda_u_late, 0, 100)
+        check_float("lambda_switch", self.lambda_switch, 0, 1)
+        check_bool("suppress_labelled", self.suppress_labelled)
+        check_float("pseudo_confidence", self.pseudo_confidence, 0, 1)
+        if self.beneficiary_lr is not None:
+            check_float("beneficiary_lr", self.beneficiary_lr, 0, 10, low_open=True)
+        if self.beneficiary_milestones is not None:
+            object.__setattr__(self, "beneficiary_milestones",
+                               check_fractions("beneficiary_milestones", self.beneficiary_milestones))
+        check_int("checkpoint_every", self.checkpoint_every, 1)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_profile(cls, profile: str = "auto", device: torch.device | None = None, **overrides) -> "VabConfig":
+        """The settings of a training budget (`VAB_PROFILES`) with `overrides` (None values are
+        ignored) applied on top."""
+        return cls(**profile_values(VAB_PROFILES, profile, device, overrides))
+
+    def beneficiary_train_config(self, train_cfg: TrainConfig) -> TrainConfig:
+        """The budget the beneficiary trains with: the TrainConfig with its own lr and milestones."""
+        return dataclasses.replace(
+            train_cfg, lr=train_cfg.lr if self.beneficiary_lr is None else self.beneficiary_lr,
+            lr_milestones=train_cfg.lr_milestones if self.beneficiary_milestones is None else self.beneficiary_milestones)
+
+
+# VabConfig fields that only the suppression phase reads: runs that differ only in these are the
+# same run up to the end of AttentionMix (benchmarks/vab_suppression.py starts from there)
+SUPPRESSION_FIELDS = frozenset({"temperature", "lambda_u", "lambda_u_late", "lambda_switch", "suppress_labelled",
+                                "pseudo_confidence"})

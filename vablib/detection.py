@@ -3,30 +3,16 @@
 A network trained on poisoned data is extremely sure of the target class on poisoned samples, so
 their prediction entropy is low. Scores are smoothed across scorings with an EMA, min-max
 normalised, and split into *credible* (high entropy) and *suspicious* (low entropy) samples by
-one of three rules:
+one of three rules (`VabConfig.split`):
 
     reference  the reference's fixed thresholds on the min-max normalised score (0.6, then 0.2)
     gmm        the valley between the two modes of the log-entropy (`split_gmm`)
-    hybrid     the default: the victim trains only on samples both rules flag (the thresholds
-               keep its early training sets pure; the valley stops the thresholds' later drift, as
-               a victim trained only on target-labelled images grows sure of clean ones too),
-               while the beneficiary leaves out every sample either rule flags
-               (`beneficiary_excludes="either"`), since a poisoned sample left in its labelled set
-               costs more than a clean one left out
-With `target_labels` (the training labels), the beneficiary leaves out only samples that carry the
-inferred target label: the poisoned samples of an all-to-one or clean-label attack all carry it,
-and a victim that trains on clean images of other classes grows sure of those whole classes. Each
-scoring votes for the label most over-represented in the victim's set, and the target is the label
-with the most votes so far: a label taken from the first scoring alone, by a victim that had not yet
-isolated the trigger, hid the poisoned samples for good (IAD on the CIFAR-10 subset), and one taken
-from each scoring alone flips for a round or two as the victim's set drifts. With `keep_fraction`,
-a sample flagged in more than that fraction of the scorings so far stays out of the beneficiary's
-set when the current scoring misses it: the victim's set drifts from round to round, and one
-scoring that loses a fifth of the poisoned samples hands them to the beneficiary for an epoch
-(WaNet on the CIFAR-10 subset). The victim's own set is the current scoring's and is not
-restricted to the target label: a victim trained on target-labelled images alone predicts the
-target for everything and its set creeps into the clean target-class images (BadNets on the
-CIFAR-10 subset: from the exact 517 to 733 in 20 rounds).
+    hybrid     the victim trains on what both rules flag (a pure set), the beneficiary leaves out
+               what either flags (`beneficiary_excludes="either"`)
+
+With the training labels (`suspect_labels="target"`), only samples of the inferred target label
+are suspicious: each scoring votes for the label most over-represented in the victim's set and the
+target is the most-voted label. docs/method.md gives the measurements behind each rule.
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -36,11 +22,8 @@ import math
 import torch
 
 from .batches import Normalizer
+from .config import EXCLUDES, SPLITS, SUSPECT_LABELS  # noqa: F401 (the rules' names)
 from .training import predict_logits
-
-SPLITS = ("hybrid", "gmm", "reference")
-EXCLUDES = ("either", "both")
-SUSPECT_LABELS = ("target", "any")
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -177,43 +160,37 @@ class EntropyTracker:
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
     They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
     `suspicious` holds only samples of the label `target`, the one most scorings have voted for
-    (`votes`; a tie keeps the current target). None lets any label be suspicious (the reference).
-    `keep_fraction` < 1 also keeps suspicious every sample flagged (before the label restriction)
-    in more than that fraction of the scorings so far (`flag_counts`); 1 is the reference."""
+    (`votes`; a tie keeps the current target). The victim's set is not restricted to the target:
+    a victim trained on target-labelled images alone grows sure of the clean target class too.
+    `target_labels=None` lets any label be suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
-                 target_labels: torch.Tensor | None = None, keep_fraction: float = 1.0):
+                 target_labels: torch.Tensor | None = None):
         self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
         self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
-        self.target_labels, self.keep_fraction = target_labels, keep_fraction
+        self.target_labels = target_labels
         self.target = -1  # the inferred target label (-1: not inferred)
         # per label, the scorings that voted for it
         self.votes = None if target_labels is None else torch.zeros(int(target_labels.max()) + 1, dtype=torch.long)
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
-        self.flag_counts: torch.Tensor | None = None  # per sample, scorings whose own set held it
-        self.rounds = 0
+        self.scorings = 0
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
         """Fold in a new scoring and re-split; returns the suspicious mask."""
         self.ema = ema_update(self.ema, entropy, self.weight_new)
-        self.rounds += 1
+        self.scorings += 1
         masks = []
         if self.split in ("reference", "hybrid"):
-            thr = reference_threshold(self.rounds, self.threshold_step, self.threshold_floor)
+            thr = reference_threshold(self.scorings, self.threshold_step, self.threshold_floor)
             masks.append(split_reference(self.normalized, thr))
         if self.split in ("gmm", "hybrid"):
             masks.append(split_gmm(self.ema, self.max_fraction))
         self.victim_set = masks[0] & masks[-1]
         one_set = len(masks) == 1 or self.excludes == "both"
         flagged = self.victim_set if one_set else masks[0] | masks[-1]
-        if self.keep_fraction < 1:  # 1 keeps nothing: no counts to carry
-            # this scoring's own set, any label
-            counted = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)
-            self.flag_counts = counted.long() if self.flag_counts is None else self.flag_counts + counted
-            flagged = flagged | (self.flag_counts > self.keep_fraction * self.rounds)
         if self.target_labels is not None:
             self._vote(self.victim_set)
             if self.target >= 0:
@@ -235,16 +212,9 @@ class EntropyTracker:
         return minmax(self.ema)
 
     def state_dict(self) -> dict:
-        return {"ema": self.ema, "suspicious": self.suspicious, "victim_set": self.victim_set, "rounds": self.rounds,
-                "target": self.target, "votes": self.votes, "flag_counts": self.flag_counts}
+        return {"ema": self.ema, "suspicious": self.suspicious, "victim_set": self.victim_set,
+                "scorings": self.scorings, "target": self.target, "votes": self.votes}
 
     def load_state_dict(self, state: dict) -> None:
-        self.ema, self.suspicious, self.rounds = state["ema"], state["suspicious"], int(state["rounds"])
-        self.victim_set, self.target = state["victim_set"], int(state["target"])
-        self.flag_counts = state.get("flag_counts")  # none in a checkpoint from before: its history starts here
-        if "votes" in state:
-            self.votes = state["votes"]
-        elif self.votes is not None and self.target >= 0:
-            # a checkpoint from before the votes: its target held at every scoring
-            self.votes.zero_()
-            self.votes[self.target] = self.rounds
+        self.ema, self.suspicious, self.victim_set = state["ema"], state["suspicious"], state["victim_set"]
+        self.scorings, self.target, self.votes = int(state["scorings"]), int(state["target"]), state["votes"]

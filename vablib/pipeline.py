@@ -1,9 +1,6 @@
-"""Wiring between the run folder and the V&B trainer, for notebooks 02-06 and scripts.
-
-The notebooks stay short: `open_trainer` rebuilds the trainer from what earlier notebooks
-recorded (dataset and seed from 00, attack artifact and training budget from 01, V&B settings
-from 02) and resumes from the last checkpoint; `summarize` and `write_report` produce the outputs
-of the run.
+"""What notebooks 02-06 show and write: tidy frames of a `VabTrainer`'s state for the figures,
+and the run's outputs (`summarize` → summary.json, `write_report` → report.md). The trainer itself
+comes from `vablib.runstate.resume_run`.
 """
 from __future__ import annotations
 
@@ -15,72 +12,8 @@ import torch
 
 from . import runio
 from .attentionmix import attention_maps, attention_mix
-from .config import TrainConfig, recorded_setup
 from .errors import DataNotFoundError
-from .utils import get_device, set_cpu_threads
-from .vab import PHASES, VabConfig, VabTrainer
-
-
-def _fields(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-def _budget_params(run) -> dict:
-    params = run.params()
-    if "epochs" not in params:
-        raise DataNotFoundError(f"{run.path} has no recorded training budget: run 01_generate_poisoned_dataset "
-                                f"with run_dir={str(run.path)!r} first.")
-    return params
-
-
-def recorded_train_config(run) -> TrainConfig:
-    return TrainConfig(**{k: v for k, v in _budget_params(run).items() if k in _fields(TrainConfig)})
-
-
-def recorded_profile(run) -> str:
-    """The budget's name notebook 01 resolved (so notebook 02 starts from its V&B settings); run
-    folders made before 01 recorded it get "paper", whose V&B settings are VabConfig's defaults."""
-    return _budget_params(run).get("profile", "paper")
-
-
-def recorded_vab_config(run) -> VabConfig:
-    params = run.params()
-    stages = run.config().get("stages", {})
-    if "02_victim_warmup_and_entropy" not in stages:
-        raise DataNotFoundError(f"{run.path} has no recorded V&B settings: run 02_victim_warmup_and_entropy "
-                                f"with run_dir={str(run.path)!r} first.")
-    return VabConfig(**{k: v for k, v in params.items() if k in _fields(VabConfig)})
-
-
-def open_trainer(run, device, progress: bool = True, vab_cfg: VabConfig | None = None) -> VabTrainer:
-    """The trainer for this run folder, resumed from checkpoints/latest.pt when there is one."""
-    from .attacks import PoisonedData
-
-    setup = recorded_setup(run)
-    train_cfg = recorded_train_config(run)
-    vab_cfg = vab_cfg or recorded_vab_config(run)
-    data = PoisonedData.load(run)
-    trainer = VabTrainer(data, train_cfg, vab_cfg, device, setup.seed, run, progress=progress)
-    trainer.resume()
-    return trainer
-
-
-def require_phase(trainer: VabTrainer, phase: str, notebook: str) -> None:
-    if phase not in trainer.phases_done:
-        raise DataNotFoundError(f"the '{phase}' phase has not run in {trainer.run.path}: run {notebook} first.")
-
-
-def resume_run(run_dir: str, device: str = "auto", progress: bool = True, after: tuple[str, str] | None = None):
-    """The set-up of notebooks 03-06: the device, all CPU threads, the run folder and its trainer
-    resumed from the last checkpoint; `after` = (phase, notebook) that must have run. Returns
-    (run, trainer)."""
-    dev = get_device(device)
-    set_cpu_threads()
-    run = runio.RunDir(run_dir)
-    trainer = open_trainer(run, dev, progress)
-    if after is not None:
-        require_phase(trainer, *after)
-    return run, trainer
+from .vab import PHASES, VabTrainer
 
 
 # ---------------------------------------------------------------- tidy data for figures
@@ -114,11 +47,11 @@ def attention_examples(trainer: VabTrainer, n: int = 8, seed: int = 0):
     credible = torch.nonzero(~trainer.suspicious).flatten().cpu()
     pick = credible[torch.randperm(len(credible), generator=gen)[:n]].to(trainer.device)
     raw = trainer.x[pick]
-    feats = trainer._features_eval(trainer.normalize(raw))
+    feats = trainer.attention_features(trainer.normalize(raw))
     att = attention_maps(feats, raw.shape[-2:])
     targets = torch.nn.functional.one_hot(trainer.y[pick], trainer.num_classes).float()
     perm = torch.randperm(len(pick), generator=gen).to(trainer.device)
-    mixed, mixed_t, info = attention_mix(raw.float(), targets, feats, perm, trainer.vcfg.attention_threshold)
+    mixed, mixed_t, info = attention_mix(raw.float(), targets, feats, perm, trainer.vab_cfg.attention_threshold)
     to_hwc = lambda t: t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
     titles = [f"{int(a)}+{int(b)} w={float(w):.2f}" for a, b, w in
               zip(trainer.y[pick].cpu(), trainer.y[pick][perm].cpu(), info["w"].cpu())]
@@ -143,16 +76,16 @@ def summarize(trainer: VabTrainer) -> dict:
     best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
     summary = {
         "epochs_done": trainer.epoch,
-        "epochs_planned": trainer.cfg.epochs,
-        "complete": trainer.epoch == trainer.cfg.epochs and "suppress" in trainer.phases_done,
+        "epochs_planned": trainer.train_cfg.epochs,
+        "complete": trainer.epoch == trainer.train_cfg.epochs and "suppress" in trainer.phases_done,
         "final": {k: final.get(k) for k in ("epoch", *keys)},
         "best_acc_epoch": {k: best.get(k) for k in ("epoch", *keys)},
         "no_defense": _optional_json(trainer.run, "baseline.json"),
         "clean_floor": _optional_json(trainer.run, "clean_floor.json"),
-        "detection_rounds": trainer.rounds,
+        "detection_scorings": trainer.scorings,
         "seconds_per_phase": trainer.timings,
-        "split_mode": trainer.vcfg.split,
-        "config": {"train": dataclasses.asdict(trainer.cfg), "vab": dataclasses.asdict(trainer.vcfg),
+        "split_mode": trainer.vab_cfg.split,
+        "config": {"train": dataclasses.asdict(trainer.train_cfg), "vab": dataclasses.asdict(trainer.vab_cfg),
                    "attack": trainer.data.manifest.get("attack"), "seed": trainer.seed,
                    "target_label": target_label(trainer)},
     }
@@ -210,17 +143,17 @@ def _target_class_line(summary: dict) -> str:
     target = summary["config"].get("target_label")
     final = summary["final"].get("class_acc") or []
     if target is None or not 0 <= target < len(final):
-        return "Target-class accuracy: not recorded (all-to-all attack or an older run)."
+        return "Target-class accuracy: not recorded (an all-to-all attack has no single target)."
     nd = (summary.get("no_defense") or {}).get("class_acc") or []
     nd_text = f"{100 * nd[target]:.1f}%" if target < len(nd) else "—"
     return (f"Accuracy on the clean test images of the target class {target}: V&B {100 * final[target]:.1f}%, "
             f"no defense {nd_text}.")
 
 
-def rounds_frame(trainer: VabTrainer) -> pd.DataFrame:
-    """Split quality after every scoring round so far."""
-    cols = ["round", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible"]
-    df = pd.DataFrame(trainer.rounds)
+def scorings_frame(trainer: VabTrainer) -> pd.DataFrame:
+    """Split quality after every scoring so far."""
+    cols = ["scoring", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible"]
+    df = pd.DataFrame(trainer.scorings)
     return df[[c for c in cols if c in df] + [c for c in df if c not in cols]]
 
 

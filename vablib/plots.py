@@ -111,15 +111,15 @@ def entropy_histogram(df: pd.DataFrame, threshold: float | None = None, column: 
     return fig
 
 
-def detection_rounds(df: pd.DataFrame):
-    """Split quality per scoring round (columns: round, precision, recall, fpr, auroc)."""
+def detection_scorings(df: pd.DataFrame):
+    """Split quality after each scoring (columns: scoring, precision, recall, fpr, auroc)."""
     theme()
-    long = df.melt(id_vars="round", value_vars=[c for c in ("precision", "recall", "fpr", "auroc") if c in df],
+    long = df.melt(id_vars="scoring", value_vars=[c for c in ("precision", "recall", "fpr", "auroc") if c in df],
                    var_name="metric", value_name="value")
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    sns.lineplot(data=long, x="round", y="value", hue="metric", marker="o", ax=ax)
+    sns.lineplot(data=long, x="scoring", y="value", hue="metric", marker="o", ax=ax)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("scoring round")
+    ax.set_xlabel("scoring")
     fig.tight_layout()
     return fig
 
