@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:  make demo  (run the series on the embedded digits data)
-#                                   make test  (the test suite; CI runs exactly this)
+#                                   make test  (the whole test suite; CI runs exactly this)
+# While editing:                    make test-fast  (the suite without the tests marked slow)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -10,7 +11,7 @@ RUN_DIR ?= outputs/demo
 DEMO_PARAMS = -p profile demo -p attack_params "{'patch_size': 5, 'location': 'bottom_right', 'patch': 'checkerboard'}"
 PARAMS  ?=
 
-.PHONY: demo test install notebooks clean-demo
+.PHONY: demo test test-fast install notebooks clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 # Regenerate the .ipynb notebooks from their paired py:percent sources (after editing a .py).
 notebooks: $(VENV)/.installed

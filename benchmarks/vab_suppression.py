@@ -1,6 +1,6 @@
 """Suppression alone: start from the end of AttentionMix of a V&B benchmark run
 (`<run>/checkpoints/after_mix.pt`) and run the suppression phase with other suppression settings.
-Up to that point a run does not read them (`vablib.vab.SUPPRESSION_FIELDS`), so this is the full
+Up to that point a run does not read them (`vablib.config.SUPPRESSION_FIELDS`), so this is the full
 run with the new settings at half the cost; any other field that differs is refused. Prints ACC,
 ASR and per-class test accuracy per epoch; writes into <run>-suppress-<key>/.
 

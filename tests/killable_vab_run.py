@@ -9,9 +9,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import make_badnets_like  # noqa: E402
 
 from vablib import pipeline, runio  # noqa: E402
-from vablib.config import TrainConfig  # noqa: E402
+from vablib.config import TrainConfig, VabConfig  # noqa: E402
 from vablib.data import load_digits  # noqa: E402
-from vablib.vab import VabConfig, VabTrainer  # noqa: E402
+from vablib.vab import VabTrainer  # noqa: E402
 
 torch.set_num_threads(1)
 data = make_badnets_like(load_digits())

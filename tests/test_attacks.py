@@ -15,6 +15,8 @@ TINY = {
     "iad": {"generator_epochs": 1, "mask_epochs": 1, "generator_width": 0.125, "classifier_width": 0.25},
 }
 RATES = {"badnets": 0.1, "blended": 0.1, "sig": 0.5, "cl": 0.5, "wanet": 0.1, "iad": 0.1}
+# the input-aware attack trains a trigger generator: several seconds even at the tiny budget
+ALL_ATTACKS = [pytest.param(name, marks=pytest.mark.slow) if name == "iad" else name for name in A.ATTACKS]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def generated(small):
     return get
 
 
-@pytest.mark.parametrize("name", A.ATTACKS)
+@pytest.mark.parametrize("name", ALL_ATTACKS)
 def test_poison_count_labels_and_changed_pixels(name, small, generated):
     d = generated(name)
     cfg = _cfg(name)
@@ -67,14 +69,14 @@ def test_poison_count_labels_and_changed_pixels(name, small, generated):
     assert d.manifest["poison_indices"] == np.flatnonzero(d.poison_mask).tolist()
 
 
-def test_noise_and_cross_samples(generated, small):
-    wanet, iad = generated("wanet"), generated("iad")
-    assert wanet.noise_mask.sum() == round(0.2 * len(small.y_train))
-    assert iad.noise_mask.sum() == round(0.1 * len(small.y_train))
-    assert (wanet.x_train[wanet.noise_mask] != small.x_train[wanet.noise_mask]).any(axis=(1, 2, 3)).mean() > 0.9
+@pytest.mark.parametrize("name, fraction", [("wanet", 0.2), pytest.param("iad", 0.1, marks=pytest.mark.slow)])
+def test_noise_and_cross_samples(generated, small, name, fraction):
+    d = generated(name)
+    assert d.noise_mask.sum() == round(fraction * len(small.y_train))
+    assert (d.x_train[d.noise_mask] != small.x_train[d.noise_mask]).any(axis=(1, 2, 3)).mean() > 0.9
 
 
-@pytest.mark.parametrize("name", A.ATTACKS)
+@pytest.mark.parametrize("name", ALL_ATTACKS)
 def test_same_seed_same_data_other_seed_other_indices(name, small, generated):
     a = generated(name)
     np.random.seed(123)  # global state must not matter
@@ -105,16 +107,15 @@ def test_sig_is_signed_and_clipped_not_wrapped():
     assert (dark[0, :, :, 0] == dark[0, :1, :, 0]).all()  # horizontal signal: the same in every row
 
 
+@pytest.mark.parametrize("name", ALL_ATTACKS)
 @pytest.mark.parametrize("shape", [(4, 28, 28, 1), (4, 32, 32, 3), (4, 20, 24, 3)])
-def test_triggers_work_for_any_image_size(shape):
+def test_triggers_work_for_any_image_size(shape, name):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, shape, dtype=np.uint8)
     y = np.arange(4) % 2
     ds = ImageDataset("toy", np.concatenate([x] * 10), np.tile(y, 10), x, y, ("a", "b"))
-    for name in A.ATTACKS:
-        params = dict(TINY.get(name, {}))
-        d = A.generate(ds, _cfg(name, poison_rate=0.5, attack_params=params), 0, progress=False)
-        assert d.x_train.shape == ds.x_train.shape and d.x_bd_test.shape[1:] == shape[1:]
+    d = A.generate(ds, _cfg(name, poison_rate=0.5, attack_params=dict(TINY.get(name, {}))), 0, progress=False)
+    assert d.x_train.shape == ds.x_train.shape and d.x_bd_test.shape[1:] == shape[1:]
 
 
 def test_patch_and_blend_image_parameters():
@@ -209,6 +210,7 @@ def test_artifact_round_trip_and_missing_error(tmp_path, generated):
     assert back.manifest["attack"] == "wanet" and back.manifest["seed"] == 0
 
 
+@pytest.mark.slow
 def test_cl_clean_model_is_cached_by_key(tmp_path, small):
     run = RunDir(tmp_path / "run")
     cfg = _cfg("cl")

@@ -1,68 +1,87 @@
+"""AttentionMix against the formulas of the method reference, computed here by hand with NumPy
+loops on small integer-valued feature maps (so attention values such as 0.5 are exact)."""
+import numpy as np
 import pytest
 import torch
 
 from vablib.attentionmix import attention_maps, attention_mix
 
-
-def _batch(b=6, c=3, h=8, w=8, k=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, c, h, w, generator=g)
-    feats = torch.randn(b, 5, h // 2, w // 2, generator=g)
-    y = torch.nn.functional.one_hot(torch.randint(0, k, (b,), generator=g), k).float()
-    return x, y, feats
+THRESHOLD = 0.5
 
 
-def test_attention_maps_are_normalised_and_upsampled():
-    _, _, feats = _batch()
-    att = attention_maps(feats, (8, 8))
-    assert att.shape == (6, 1, 8, 8)
-    assert torch.allclose(att.amin(dim=(2, 3)), torch.zeros(6, 1)) and torch.allclose(att.amax(dim=(2, 3)), torch.ones(6, 1))
-    # nearest upsampling: each 2×2 block is constant
-    assert torch.equal(att[:, :, ::2, ::2], att[:, :, 1::2, 1::2])
+def _batch(seed=0):
+    """Four 2-channel 4×4 images with 2×2 feature maps (upsampled ×2) and distinct partners.
+    Image 0's raw attention (sum of squares over channels) is [[0, 1], [2, 4]] by construction."""
+    rng = np.random.default_rng(seed)
+    feats = rng.integers(-2, 3, (4, 2, 2, 2)).astype(np.float32)
+    feats[0] = [[[0, 1], [1, 2]], [[0, 0], [1, 0]]]  # squares summed: [[0, 1], [2, 4]]
+    x = rng.normal(size=(4, 2, 4, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
+    perm = np.array([1, 2, 3, 0])  # no image is its own partner
+    return x, y, feats, perm
 
 
-def test_mix_shapes_label_sums_and_outside_mask_unchanged():
-    x, y, feats = _batch()
-    perm = torch.tensor([1, 2, 3, 4, 5, 0])
-    mixed, targets, info = attention_mix(x, y, feats, perm, threshold=0.1)
-    assert mixed.shape == x.shape and targets.shape == y.shape
-    torch.testing.assert_close(targets.sum(1), torch.ones(6))
-    outside = info["mask"].expand_as(x) == 0
-    assert torch.equal(mixed[outside], x[outside])
-    assert torch.equal(info["mask"], (attention_maps(feats, (8, 8)) >= 0.1).float())
+def _by_hand(x, y, feats, perm, threshold):
+    """The reference's AttentionMix, one image and one pixel at a time."""
+    b, _, h, w = x.shape
+    fh, fw = feats.shape[2:]
+    att = np.zeros((b, h, w))
+    for i in range(b):
+        for r in range(h):
+            for c in range(w):  # nearest upsampling: pixel (r, c) reads feature cell (r*fh//h, c*fw//w)
+                att[i, r, c] = sum(float(v) ** 2 for v in feats[i, :, r * fh // h, c * fw // w])
+        lo, hi = att[i].min(), att[i].max()
+        att[i] = (att[i] - lo) / (hi - lo)
+    mask = att >= threshold
+    mixed, labels, W, Wc = x.astype(np.float64).copy(), np.zeros(y.shape), np.zeros(b), np.zeros(b)
+    for i in range(b):
+        p = perm[i]
+        W[i] = att[i][mask[i]].sum() / att[i].sum()
+        Wc[i] = att[p][mask[i]].sum() / att[p].sum()
+        for r in range(h):
+            for c in range(w):
+                if mask[i, r, c]:
+                    mixed[i, :, r, c] = (W[i] * x[i, :, r, c] + Wc[i] * x[p, :, r, c]) / (W[i] + Wc[i])
+        kept = 1 - W[i] + W[i] ** 2 / (W[i] + Wc[i])
+        labels[i] = kept * y[i] + (W[i] - W[i] ** 2 / (W[i] + Wc[i])) * y[p]
+    return att, mask, W, Wc, mixed, labels
 
 
-def test_mix_with_itself_is_identity():
-    x, y, feats = _batch()
-    mixed, targets, _ = attention_mix(x, y, feats, torch.arange(6))
-    torch.testing.assert_close(mixed, x)
-    torch.testing.assert_close(targets, y)
+def _mix(x, y, feats, perm, threshold=THRESHOLD):
+    return attention_mix(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(feats),
+                         torch.from_numpy(perm), threshold=threshold)
 
 
-def test_weights_against_a_hand_computed_pair():
-    # image 0: attention only in the left column; image 1: uniform attention
-    feats = torch.zeros(2, 1, 2, 2)
-    feats[0, 0, :, 0] = 1.0
-    feats[1, 0] = torch.tensor([[1.0, 1.0], [1.0, 2.0]])
-    x = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
-    y = torch.eye(2)
-    mixed, targets, info = attention_mix(x, y, feats, torch.tensor([1, 0]), threshold=0.1)
-    att1 = torch.tensor([[0.0, 0.0], [0.0, 1.0]])  # min-max of [[1,1],[1,4]] → [[0,0],[0,1]]
-    # image 0's mask = left column; W = 1 (all its attention is inside); Wc = att1 in left col / total = 0
-    assert info["w"][0] == pytest.approx(1.0) and info["wc"][0] == pytest.approx(0.0)
-    # so its pixels keep weight W/(W+Wc)=1 and its label keep = 1 - W + W²/(W+Wc) = 1
-    torch.testing.assert_close(mixed[0], x[0])
-    torch.testing.assert_close(targets[0], y[0])
-    # image 1's mask = bottom-right pixel; W = 1; partner (image 0) has attention 1 in the left column
-    # only, so Wc = 0 again: nothing changes for image 1 either
-    assert info["w"][1] == pytest.approx(1.0) and att1.sum() == 1
-    torch.testing.assert_close(targets[1], y[1])
+def test_attention_maps_match_the_hand_computation():
+    x, y, feats, perm = _batch()
+    att, *_ = _by_hand(x, y, feats, perm, THRESHOLD)
+    got = attention_maps(torch.from_numpy(feats), (4, 4))
+    assert got.shape == (4, 1, 4, 4)
+    torch.testing.assert_close(got[:, 0], torch.from_numpy(att).float())
+    # image 0: [[0, 1], [2, 4]] min-max normalised, each cell a 2×2 block
+    expected0 = np.kron(np.array([[0.0, 0.25], [0.5, 1.0]]), np.ones((2, 2)))
+    assert np.array_equal(got[0, 0].numpy(), expected0)
 
 
-def test_label_mixing_formula():
-    x, y, feats = _batch(b=4, seed=3)
-    perm = torch.tensor([2, 3, 0, 1])
-    _, targets, info = attention_mix(x, y, feats, perm, threshold=0.5)
-    w, wc = info["w"], info["wc"]
-    keep = 1 - w + w * w / (w + wc)
-    torch.testing.assert_close(targets, keep[:, None] * y + (1 - keep)[:, None] * y[perm])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mask_weights_pixels_and_labels_follow_the_reference_formulas(seed):
+    x, y, feats, perm = _batch(seed)
+    _, mask, W, Wc, mixed, labels = _by_hand(x, y, feats, perm, THRESHOLD)
+    got_x, got_y, info = _mix(x, y, feats, perm)
+    assert torch.equal(info["mask"][:, 0].bool(), torch.from_numpy(mask))
+    torch.testing.assert_close(info["w"], torch.from_numpy(W).float())
+    torch.testing.assert_close(info["wc"], torch.from_numpy(Wc).float())
+    torch.testing.assert_close(got_x, torch.from_numpy(mixed).float())
+    torch.testing.assert_close(got_y, torch.from_numpy(labels).float())
+    outside = ~torch.from_numpy(mask)[:, None].expand_as(got_x)
+    assert torch.equal(got_x[outside], torch.from_numpy(x)[outside])  # bit for bit outside the mask
+    # the case is not trivial: partners bring attention into the masks, so pixels and labels move
+    assert (Wc > 0).any() and not np.allclose(mixed, x) and not np.allclose(labels, y)
+
+
+def test_the_threshold_is_inclusive():
+    x, y, feats, perm = _batch()
+    _, _, info = _mix(x, y, feats, perm)
+    # image 0's attention is 0.5 exactly in its bottom-left block and 1 in its bottom-right one
+    expected0 = np.kron(np.array([[False, False], [True, True]]), np.ones((2, 2), bool))
+    assert np.array_equal(info["mask"][0, 0].bool().numpy(), expected0)

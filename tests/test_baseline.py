@@ -25,6 +25,7 @@ def baseline_run(tmp_path_factory, badnets_digits):
     return run, no_defense_baseline(badnets_digits, BUDGET, "cpu", seed=0, run=run, progress=False)
 
 
+@pytest.mark.slow
 def test_badnets_on_digits_reaches_a_high_asr(baseline_run):
     _, result = baseline_run
     assert result["asr"] > 0.9
@@ -33,6 +34,7 @@ def test_badnets_on_digits_reaches_a_high_asr(baseline_run):
     assert {"acc", "asr", "ra", "loss", "lr"} <= set(result["history"][-1])
 
 
+@pytest.mark.slow
 def test_baseline_json_is_written_and_reused(baseline_run, badnets_digits):
     run, result = baseline_run
     saved = json.loads((run.artifacts / "baseline.json").read_text())
@@ -46,6 +48,7 @@ def test_baseline_json_is_written_and_reused(baseline_run, badnets_digits):
     assert len(calls) == 1 and retrained["key"] != result["key"]
 
 
+@pytest.mark.slow
 def test_clean_floor_trains_on_the_original_data(badnets_digits, tmp_path):
     run = RunDir(tmp_path / "run")
     result = clean_floor(badnets_digits, BUDGET, "cpu", seed=0, run=run, progress=False)

@@ -73,7 +73,8 @@ def test_real_cifar_subset_loads_as_npz(cifar_subset_path):
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion_mnist", "gtsrb"])
-def test_torchvision_sets_missing_give_one_clear_error_and_never_download(tmp_path, name):
+def test_torchvision_sets_missing_give_one_clear_error_and_never_download(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")  # Fashion-MNIST's fallback
     root = tmp_path / "no-data-here"
     with pytest.raises(DataNotFoundError, match=str(root).replace("\\", "\\\\")) as exc:
         data.load_dataset(name, root)

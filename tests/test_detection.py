@@ -83,22 +83,42 @@ def test_gmm_split_is_capped_and_takes_the_lowest_scores():
     assert scores[suspicious].max() <= scores[~suspicious].min()
 
 
-def test_hybrid_split_trains_the_victim_on_what_both_rules_flag_and_excludes_what_either_flags():
-    scores, truth = _bimodal()
-    for split in ("hybrid", "gmm", "reference"):
-        for excludes in ("either", "both"):
-            tr = detection.EntropyTracker(split=split, excludes=excludes)
-            tr.update(scores)
-            out = tr.update(scores)
-            gmm, ref = detection.split_gmm(tr.ema), detection.split_reference(tr.normalized, 0.2)
-            victim = {"hybrid": gmm & ref, "gmm": gmm, "reference": ref}[split]
-            either = detection.lowest(tr.ema, gmm | ref, 0.5)  # here the union exceeds the cap
-            excluded = either if (split, excludes) == ("hybrid", "either") else victim
-            assert torch.equal(tr.victim_set, victim) and torch.equal(out, excluded) and out is tr.suspicious
-    hybrid = detection.EntropyTracker(split="hybrid")
-    hybrid.update(scores)
-    hybrid.update(scores)
-    assert (hybrid.victim_set == truth).float().mean() > 0.99
+def _three_groups():
+    """Entropies in three groups, built so the two rules disagree on the middle one after a second
+    scoring (reference threshold 0.2 of the normalised range, here 0.2 · (0.2 − 1e-6) ≈ 0.04):
+    A, 100 samples near 1e-6 (both rules flag them); B, 100 samples in [0.02, 0.035] (normalised
+    at most 0.175: the threshold flags them, but in log-entropy they sit with the clean mode, far
+    above the empty gap where the valley is); C, 800 samples in [0.045, 0.2] (neither rule)."""
+    a = torch.linspace(1e-6, 2e-6, 100)
+    b = torch.linspace(0.02, 0.035, 100)
+    c = torch.linspace(0.045, 0.2, 800)
+    group = torch.cat([torch.zeros(100), torch.ones(100), torch.full((800,), 2.0)]).long()
+    return torch.cat([a, b, c]), group == 0, group == 1
+
+
+@pytest.mark.parametrize("split, excludes, victim, excluded", [
+    ("hybrid", "either", "A", "A|B"), ("hybrid", "both", "A", "A"),
+    ("gmm", "either", "A", "A"), ("gmm", "both", "A", "A"),
+    ("reference", "either", "A|B", "A|B"), ("reference", "both", "A|B", "A|B"),
+])
+def test_each_split_flags_the_groups_its_rules_flag(split, excludes, victim, excluded):
+    scores, in_a, in_b = _three_groups()
+    sets = {"A": in_a, "A|B": in_a | in_b}
+    tracker = detection.EntropyTracker(split=split, excludes=excludes)
+    tracker.update(scores)
+    out = tracker.update(scores)
+    assert torch.equal(tracker.victim_set, sets[victim]) and torch.equal(out, sets[excluded])
+    assert out is tracker.suspicious
+
+
+def test_the_beneficiarys_larger_set_is_capped_at_the_lowest_entropies():
+    scores, in_a, in_b = _three_groups()
+    tracker = detection.EntropyTracker(split="hybrid", excludes="either", max_fraction=0.15)
+    tracker.update(scores)
+    tracker.update(scores)
+    assert torch.equal(tracker.victim_set, in_a)  # 100 samples: under the cap of 150
+    # A ∪ B holds 200: the 150 lowest are A and B's first 50 (B's scores increase with the index)
+    assert torch.equal(tracker.suspicious, torch.arange(1000) < 150)
 
 
 def test_either_rule_flags_more_than_both_and_stays_under_the_cap():
@@ -125,21 +145,22 @@ def test_inferred_target_is_the_most_over_represented_label_not_the_most_frequen
 
 
 def test_target_labels_keep_every_other_label_out_of_the_beneficiarys_set_only():
-    scores, truth = _bimodal()  # the first 100 are the low (poisoned) mode
-    labels = torch.arange(len(scores)) % 5 + 1
-    labels[:100] = 3  # the poisoned samples carry the target label...
-    labels[:20] = 4   # ...except 20 low-entropy samples of another label, as when the victim grows sure of a class
+    scores, in_a, in_b = _three_groups()
+    index = torch.arange(len(scores))
+    labels = index % 5 + 1
+    labels[:100] = 3  # group A, the lowest entropies, carries the target label...
+    labels[:20] = 4   # ...except 20 samples of another label, as when the victim grows sure of a class
     free = detection.EntropyTracker(split="hybrid")
     guarded = detection.EntropyTracker(split="hybrid", target_labels=labels)
     for _ in range(2):
         free.update(scores)
         guarded.update(scores)
     assert guarded.target == 3 and free.target == -1
-    assert bool(free.suspicious[:20].all())  # unguarded, the low-entropy samples of label 4 are left out
-    gmm, ref, target = detection.split_gmm(guarded.ema), detection.split_reference(guarded.normalized, 0.2), labels == 3
-    assert torch.equal(guarded.victim_set, gmm & ref) and torch.equal(guarded.victim_set, free.victim_set)
-    assert torch.equal(guarded.suspicious, detection.lowest(guarded.ema, (gmm | ref) & target, 0.5))
-    assert not bool(guarded.suspicious[:20].any()) and bool(guarded.suspicious[20:100].all())
+    # the victim's set is not restricted to the target: group A, label 4 included
+    assert torch.equal(guarded.victim_set, in_a) and torch.equal(free.victim_set, in_a)
+    assert torch.equal(free.suspicious, in_a | in_b)
+    # guarded, the beneficiary leaves out only label 3 of A ∪ B: A from index 20, and B's label-3 samples
+    assert torch.equal(guarded.suspicious, ((index >= 20) & in_a) | (in_b & (index % 5 == 2)))
     other = detection.EntropyTracker(split="hybrid", target_labels=labels)
     other.load_state_dict(guarded.state_dict())
     assert other.target == 3 and torch.equal(other.suspicious, guarded.suspicious)
@@ -167,43 +188,6 @@ def test_target_is_the_label_most_scorings_voted_for():
     drifted[labels == 5] = 1e-9
     tracker.update(drifted)
     assert int(tracker.votes[5]) == 1 and tracker.target == 3
-    # a checkpoint from before the votes: its target counts for every earlier scoring
-    state = {k: v for k, v in tracker.state_dict().items() if k != "votes"}
-    old = detection.EntropyTracker(split="hybrid", target_labels=labels)
-    old.load_state_dict(state)
-    old.update(drifted)
-    assert old.target == 3 and int(old.votes[3]) == tracker.rounds  # the 4 scorings before
-
-
-def test_samples_flagged_in_most_scorings_stay_suspicious_when_one_scoring_misses_them():
-    # as from a victim: poisoned samples far below, clean ones bunched just under the maximum entropy
-    g = torch.Generator().manual_seed(0)
-    scores = torch.cat([10 ** (torch.randn(100, generator=g) * 0.5 - 6), 0.23 - 10 ** (torch.randn(900, generator=g) * 0.3 - 2)])
-    truth = torch.arange(1000) < 100
-    once = scores.clone()
-    once[500] = 1e-6  # a clean sample the first victim happened to be sure of
-    keep = detection.EntropyTracker(split="hybrid", keep_fraction=0.5)
-    plain = detection.EntropyTracker(split="hybrid")
-    for s in (once, scores, scores):
-        keep.update(s)
-        plain.update(s)
-    # flagged in one scoring of three: not kept
-    assert torch.equal(plain.suspicious, truth) and torch.equal(keep.suspicious, truth)
-    assert keep.flag_counts[:100].tolist() == [3] * 100 and int(keep.flag_counts[500]) == 1
-    # a drifted victim loses 30 of the poisoned samples for one scoring: flagged in 3 of 4, they stay
-    drifted = scores.clone()
-    drifted[:30] = scores.max()
-    restored = detection.EntropyTracker(split="hybrid", keep_fraction=0.5)
-    restored.load_state_dict(keep.state_dict())
-    for tracker in (keep, plain, restored):
-        tracker.update(drifted)
-    assert torch.equal(plain.suspicious, truth & (torch.arange(1000) >= 30)) and torch.equal(keep.suspicious, truth)
-    assert torch.equal(restored.suspicious, keep.suspicious) and torch.equal(restored.flag_counts, keep.flag_counts)
-    assert torch.equal(keep.victim_set, plain.victim_set)  # the victim's own set is the current scoring's
-    # missed twice more they are flagged in 3 of 6, no longer more than half
-    for _ in range(2):
-        keep.update(drifted)
-    assert torch.equal(keep.suspicious, truth & (torch.arange(1000) >= 30))
 
 
 def test_tracker_reference_mode_follows_the_schedule():
@@ -211,8 +195,8 @@ def test_tracker_reference_mode_follows_the_schedule():
     tr = detection.EntropyTracker(split="reference")
     first = tr.update(scores).clone()
     second = tr.update(scores)
-    assert tr.rounds == 2 and first.sum() >= second.sum()  # 0.6 flags more than 0.2
+    assert tr.scorings == 2 and first.sum() >= second.sum()  # 0.6 flags more than 0.2
     state = tr.state_dict()
     other = detection.EntropyTracker(split="reference")
     other.load_state_dict(state)
-    assert torch.equal(other.suspicious, second) and torch.equal(other.victim_set, second) and other.rounds == 2
+    assert torch.equal(other.suspicious, second) and torch.equal(other.victim_set, second) and other.scorings == 2

@@ -8,18 +8,39 @@ import numpy as np
 import pytest
 import torch
 
-from vablib import config, runio, utils
+from vablib import config, runio, runstate, utils
 from vablib.errors import CheckpointError, ConfigError, DataFormatError, RunConflictError
 
 
-def test_get_device():
-    assert utils.get_device("auto").type == ("cuda" if torch.cuda.is_available() else utils.get_device("auto").type)
-    assert utils.get_device("cpu") == torch.device("cpu")
-    with pytest.raises(ConfigError, match="not a device name"):
-        utils.get_device("gpu-please")
-    if not torch.cuda.is_available():
+def _accelerators(monkeypatch, cuda=False, mps=False):
+    """Pretend which accelerators this machine has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(False, False, "cpu"), (False, True, "mps"), (True, True, "cuda")])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    _accelerators(monkeypatch, cuda, mps)
+    assert utils.get_device("auto").type == expected
+
+
+def test_named_devices_are_checked_against_what_is_available(monkeypatch):
+    _accelerators(monkeypatch)
+    assert utils.get_device("cpu").type == "cpu" and utils.get_device(torch.device("cpu")).type == "cpu"
+    for spec in ("cuda", "cuda:1"):
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            utils.get_device("cuda")
+            utils.get_device(spec)
+    with pytest.raises(ConfigError, match="MPS is not available"):
+        utils.get_device("mps")
+    _accelerators(monkeypatch, cuda=True)
+    picked = utils.get_device("cuda:1")
+    assert (picked.type, picked.index) == ("cuda", 1)
+
+
+@pytest.mark.parametrize("spec, message", [("gpu-please", "not a device name"), (3, "must be a string")])
+def test_bad_device_names_raise_one_clear_error(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        utils.get_device(spec)
 
 
 def test_seed_everything_repeats_draws_and_rejects_bad_seeds():
@@ -127,23 +148,22 @@ def test_unwritable_run_dir(tmp_path):
 
 def test_begin_stage_records_environment(tmp_path):
     cfg = config.SetupConfig(seed=2, device="cpu")
-    run = config.begin_stage("00_setup_and_data", str(tmp_path / "r"), cfg)
+    run = runstate.begin_stage("00_setup_and_data", str(tmp_path / "r"), cfg)
     saved = json.loads(run.config_path.read_text())
     assert saved["params"]["seed"] == 2 and "torch" in saved["environment"]["00_setup_and_data"]["versions"]
-    assert config.recorded_setup(run).seed == 2
+    assert runstate.recorded_setup(run).seed == 2
 
 
 def test_recorded_profile_is_the_one_notebook_01_resolved(tmp_path):
-    from vablib import pipeline
     from vablib.errors import DataNotFoundError
 
     stage = "01_generate_poisoned_dataset"
-    cpu = config.begin_stage(stage, str(tmp_path / "cpu"), config.TrainConfig.from_profile("cpu"), {"profile": "cpu"})
-    assert pipeline.recorded_profile(cpu) == "cpu"
-    older = config.begin_stage(stage, str(tmp_path / "older"), config.TrainConfig())  # made before 01 recorded it
-    assert pipeline.recorded_profile(older) == "paper"
+    cpu = runstate.begin_stage(stage, str(tmp_path / "cpu"), config.TrainConfig.from_profile("cpu"), {"profile": "cpu"})
+    assert runstate.recorded_profile(cpu) == "cpu"
+    older = runstate.begin_stage(stage, str(tmp_path / "older"), config.TrainConfig())  # no profile recorded
+    assert runstate.recorded_profile(older) == "paper"
     with pytest.raises(DataNotFoundError, match="run 01_generate_poisoned_dataset"):
-        pipeline.recorded_profile(runio.RunDir(tmp_path / "empty"))
+        runstate.recorded_profile(runio.RunDir(tmp_path / "empty"))
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -175,6 +195,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="a glibc setting")
 def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
     def faults(setting: str) -> int:  # a fresh process each: the setting cannot be undone

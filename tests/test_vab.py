@@ -30,6 +30,7 @@ def test_budget_milestones_reach_the_beneficiarys_scheduler(poisoned_digits):
     assert own.vab_cfg.beneficiary_milestones == (0.5, 0.75) and own.ben_sched.milestones == {20: 1, 30: 1}
 
 
+@pytest.mark.slow
 def test_warmup_trains_then_scores_and_each_round_scores_then_trains(poisoned_digits):
     """The victim's order before the beneficiary (vablib.schedule.victim_plan): the warm-up trains
     on everything and scores; the rounds train on the victim's set, then score and train again."""
@@ -47,6 +48,7 @@ def test_warmup_trains_then_scores_and_each_round_scores_then_trains(poisoned_di
     assert all("victim_steps" in s for s in t.scorings)  # each scoring's record holds the training after it
 
 
+@pytest.mark.slow
 def test_full_run_writes_metrics_in_range_and_checkpoints(tmp_path, poisoned_digits):
     run = runio.RunDir(tmp_path / "run")
     t = _trainer(poisoned_digits, run)
@@ -72,6 +74,7 @@ def _interrupt_at(epoch):
     return hook
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_digits):
     vcfg = VabConfig(victim_warmup_samples=600, checkpoint_every=1)
     whole = _trainer(poisoned_digits, runio.RunDir(tmp_path / "a"), vcfg=vcfg)
@@ -93,6 +96,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, poisoned_dig
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_configuration_is_refused(tmp_path, poisoned_digits):
     run = runio.RunDir(tmp_path / "r")
     t = _trainer(poisoned_digits, run)
@@ -137,6 +141,7 @@ def test_vab_settings_follow_the_budget():
         VabConfig.from_profile("laptop")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_the_epoch_named(tmp_path, poisoned_digits):
     from vablib.errors import TrainingDivergedError
 
@@ -152,6 +157,7 @@ def test_nan_loss_stops_with_the_epoch_named(tmp_path, poisoned_digits):
         ["warmup", "rounds"]
 
 
+@pytest.mark.slow
 def test_beneficiary_lr_and_suspect_labels_reach_the_optimizer_and_the_split(poisoned_digits):
     shared = _trainer(poisoned_digits)
     assert shared.ben_opt.param_groups[0]["lr"] == TINY.lr
@@ -166,6 +172,7 @@ def test_beneficiary_lr_and_suspect_labels_reach_the_optimizer_and_the_split(poi
     assert _trainer(poisoned_digits, vcfg=VabConfig(suspect_labels="any")).tracker.target_labels is None
 
 
+@pytest.mark.slow
 def test_victim_trains_on_its_set_and_the_beneficiary_learns_only_from_credible_samples(poisoned_digits):
     t = _trainer(poisoned_digits)
     t.run_phase("rounds")
@@ -189,6 +196,7 @@ def test_victim_trains_on_its_set_and_the_beneficiary_learns_only_from_credible_
     assert sum(trained_on) == 2 * int((~t.tracker.suspicious).sum())  # two views of each credible image
 
 
+@pytest.mark.slow
 def test_no_forward_pass_is_repeated_for_the_same_batch_and_weights(poisoned_digits):
     """AttentionMix and suppression send each labelled view through the beneficiary once without
     gradients (its attention maps) and once with; unlabelled views go through the training pass
@@ -238,6 +246,7 @@ def _run_until(run_dir, kill_after: str | None):
     return lines
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_uninterrupted_summary(tmp_path):
     _run_until(tmp_path / "whole", None)
     killed = tmp_path / "killed"
@@ -267,6 +276,7 @@ def _after_one_suppression_epoch(data, **vab):
     return torch.cat([p.detach().flatten() for p in t.beneficiary.parameters()])
 
 
+@pytest.mark.slow
 def test_pseudo_confidence_and_suppress_labelled_reach_the_suppression_loss(poisoned_digits):
     assert SUPPRESSION_FIELDS <= set(VabConfig.field_names())
     gated = _after_one_suppression_epoch(poisoned_digits, pseudo_confidence=1.0, lambda_u_late=0.5)

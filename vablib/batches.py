@@ -111,3 +111,9 @@ class BatchIterator:
     def __iter__(self):
         for raw, y, idx in self.raw():
             yield self.view(raw), y, idx
+
+    def endless(self):
+        """`raw()` batches without end, reshuffled at every pass (to pair a smaller set's batches
+        with a larger one's)."""
+        while True:
+            yield from self.raw()

@@ -68,6 +68,20 @@ def as_params(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def settings_diff(saved: dict, current: dict, ignore=()) -> list[str]:
+    """'name saved → current' for every (nested) setting that differs, names joined by dots,
+    except those in `ignore`."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(saved), flat(current)
+    return [f"{k} {a.get(k)!r} → {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k) and k not in ignore]
+
+
 # ---------------------------------------------------------------- stage 00
 
 @dataclass(frozen=True)

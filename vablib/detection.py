@@ -22,7 +22,6 @@ import math
 import torch
 
 from .batches import Normalizer
-from .config import EXCLUDES, SPLITS, SUSPECT_LABELS  # noqa: F401 (the rules' names)
 from .training import predict_logits
 
 
@@ -177,6 +176,14 @@ class EntropyTracker:
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
         self.scorings = 0
+
+    @classmethod
+    def from_config(cls, vab_cfg, labels: torch.Tensor) -> "EntropyTracker":
+        """The tracker of a VabConfig; `labels` (the training labels) restrict the suspicious set to
+        the inferred target with `suspect_labels="target"`."""
+        return cls(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction, vab_cfg.threshold_step,
+                   vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes,
+                   labels if vab_cfg.suspect_labels == "target" else None)
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
         """Fold in a new scoring and re-split; returns the suspicious mask."""

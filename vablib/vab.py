@@ -7,16 +7,12 @@ schedule) and advances it phase by phase (`PHASES`):
     suppress  beneficiary epochs E/2+1..E: labelled credible + unlabelled suspicious samples, with
               the victim's soft predictions subtracted from the unlabelled targets
 
-with periodic re-selection (victim training + scoring) between beneficiary epochs. The order and
-arithmetic are in `vablib.schedule`; the departures from the paper in docs/method.md.
-
-Every random draw comes from a generator seeded by (seed, purpose, epoch or training), so a run
-resumed from a checkpoint continues exactly as an uninterrupted one would (on CPU). The
-ground-truth poison mask is used only to report detection quality, never for training.
+with re-selection (victim training + scoring) between beneficiary epochs (`vablib.schedule`).
+Every random draw comes from `vablib.streams`, so a resumed run continues as an uninterrupted one
+would (on CPU). The ground-truth poison mask is used only to report detection quality.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 
@@ -26,29 +22,19 @@ import torch.nn.functional as F
 from . import runio
 from .attentionmix import attention_mix
 from .batches import BatchIterator, Normalizer, random_crop_flip, to_device_uint8
-from .config import SUPPRESSION_FIELDS, TrainConfig, VabConfig, as_params, check_choice  # noqa: F401 (re-exported)
+from .config import TrainConfig, VabConfig, as_params, check_choice, settings_diff
 from .detection import EntropyTracker
 from .errors import CheckpointError
-from .hashing import content_key
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
 from .models import build_model
 from .schedule import Schedule, victim_plan
+from .streams import draw_seed, stream
 from .suppression import labelled_targets, pseudo_targets
 from .training import autocast, check_finite, sgd_with_schedule, soft_cross_entropy
 from .utils import progress as progress_bar, reuse_freed_memory
 from .victim import Victim
 
 PHASES = ("warmup", "rounds", "mix", "suppress")
-
-
-def _generator(seed: int, purpose: str, index: int) -> torch.Generator:
-    """An independent, reproducible stream per (seed, purpose, epoch or training)."""
-    digest = hashlib.sha256(f"{seed}/{purpose}/{index}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-
-
-def _seed_from(gen: torch.Generator) -> int:
-    return int(torch.randint(0, 2**62, (1,), generator=gen))
 
 
 class VabTrainer:
@@ -73,21 +59,15 @@ class VabTrainer:
         mem = torch.channels_last if cl else torch.contiguous_format
         self.beneficiary = build_model(train_cfg.model, self.num_classes, channels, train_cfg.width).to(
             self.device, memory_format=mem)
-        victim_model = build_model(vab_cfg.victim_model or train_cfg.model, self.num_classes, channels,
-                                   vab_cfg.victim_width or train_cfg.width).to(self.device, memory_format=mem)
-        self.victim = Victim(victim_model, vab_cfg.victim_lr, vab_cfg.victim_weight_decay, vab_cfg.victim_batch_size,
-                             self.amp)
+        self.victim = Victim.build(train_cfg, vab_cfg, self.num_classes, channels, self.device, mem)
         self.ben_opt, self.ben_sched = sgd_with_schedule(self.beneficiary, vab_cfg.beneficiary_train_config(train_cfg))
-        self.tracker = EntropyTracker(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction,
-                                      vab_cfg.threshold_step, vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes,
-                                      self.y if vab_cfg.suspect_labels == "target" else None)
+        self.tracker = EntropyTracker.from_config(vab_cfg, self.y)
         self.epoch = 0  # beneficiary epochs completed
         self.phases_done: list[str] = []
         self.scorings: list[dict] = []  # the split's quality after each scoring
         self.timings: dict[str, float] = {p: 0.0 for p in PHASES}
         self.settings = {"train": as_params(train_cfg), "vab": as_params(vab_cfg), "seed": self.seed,
                          "data": data.manifest.get("fingerprint", ""), "attack": data.manifest.get("attack", "")}
-        self.key = content_key(self.settings)
 
     @property
     def suspicious(self) -> torch.Tensor:
@@ -98,7 +78,7 @@ class VabTrainer:
 
     def train_victim(self, indices: torch.Tensor, warmup: bool = False) -> dict:
         steps = self.schedule.victim_steps(len(indices), warmup)
-        seed = _seed_from(_generator(self.seed, "victim", self.victim.trainings))
+        seed = draw_seed(stream(self.seed, "victim", self.victim.trainings))
         return self.victim.train(self.x, self.y, self.normalize, indices, steps, seed)
 
     def score_and_split(self) -> dict:
@@ -164,10 +144,11 @@ class VabTrainer:
                                           self.vab_cfg.attention_threshold)
         return mixed, mixed_t
 
-    def _step(self, loss: torch.Tensor) -> None:
+    def _step(self, loss: torch.Tensor) -> torch.Tensor:
         self.ben_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.ben_opt.step()
+        return loss.detach()
 
     def _batches(self, indices: torch.Tensor, seed: int) -> BatchIterator:
         return BatchIterator(self.x, self.y, self.normalize, self.train_cfg.batch_size, shuffle=True, seed=seed,
@@ -176,44 +157,33 @@ class VabTrainer:
     def mix_epoch(self, epoch: int) -> dict:
         """AttentionMix on the credible set: one no-grad pass for the attention maps of both views,
         one training pass on the mixed batch."""
-        gen = _generator(self.seed, "beneficiary", epoch)
-        batches = self._batches(torch.nonzero(~self.suspicious).flatten().cpu(), _seed_from(gen))
+        gen = stream(self.seed, "beneficiary", epoch)
+        batches = self._batches(torch.nonzero(~self.suspicious).flatten().cpu(), draw_seed(gen))
         self.beneficiary.train()
         loss_sum = torch.zeros((), device=self.device)
         for raw, y, _ in progress_bar(batches.raw(), self.progress, total=len(batches), desc=f"mix {epoch}"):
             mixed, mixed_t = self.mixed_batch(self._views(raw, gen), F.one_hot(y, self.num_classes).float(), gen)
             with autocast(self.device, self.amp):
                 logits = self.beneficiary(mixed)
-            loss = soft_cross_entropy(logits, mixed_t)
-            self._step(loss)
-            loss_sum += loss.detach()
+            loss_sum += self._step(soft_cross_entropy(logits, mixed_t))
         return {"loss": check_finite(loss_sum, f"AttentionMix epoch {epoch}") / max(len(batches), 1)}
 
     def suppress_epoch(self, epoch: int) -> dict:
-        """Semi-supervised suppression: per credible batch, a suspicious batch of the same size
-        (cycled) without labels. Their targets are the beneficiary's sharpened pseudo-labels minus
-        the victim's temperature-softened prediction (the credible ones' too with
-        `suppress_labelled`). One no-grad victim pass over the plain images whose targets use it,
-        one no-grad pass for the attention maps, one training pass over mixed and unlabelled views."""
-        gen = _generator(self.seed, "beneficiary", epoch)
+        """Semi-supervised suppression: each credible batch with a suspicious batch of its size,
+        unlabelled, whose targets are the beneficiary's sharpened pseudo-labels minus the victim's
+        soft prediction (the credible targets too with `suppress_labelled`)."""
+        gen = stream(self.seed, "beneficiary", epoch)
         seeds = torch.randint(0, 2**62, (2,), generator=gen).tolist()
         lab = self._batches(torch.nonzero(~self.suspicious).flatten().cpu(), seeds[0])
         suspicious = torch.nonzero(self.suspicious).flatten().cpu()
-        unl = self._batches(suspicious, seeds[1]) if len(suspicious) else None
-        unl_batches = iter(())
+        unlabelled = self._batches(suspicious, seeds[1]).endless() if len(suspicious) else None
         lam, temperature = self.schedule.lambda_u(epoch), self.vab_cfg.temperature
         self.beneficiary.train()
         self.victim.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         for raw_l, y_l, _ in progress_bar(lab.raw(), self.progress, total=len(lab), desc=f"suppress {epoch}"):
             b = len(y_l)
-            raw_u = None
-            if unl is not None:
-                batch_u = next(unl_batches, None)
-                if batch_u is None:  # cycle the (smaller) suspicious set
-                    unl_batches = unl.raw()
-                    batch_u = next(unl_batches)
-                raw_u = batch_u[0][:b]
+            raw_u = next(unlabelled)[0][:b] if unlabelled is not None else None
             views_l = self._views(raw_l, gen)
             views_u = self._views(raw_u, gen) if raw_u is not None else []
             t_l = F.one_hot(y_l, self.num_classes).float()
@@ -231,8 +201,7 @@ class VabTrainer:
                 probs_u = torch.softmax(logits[2 * b:].detach().float(), 1)
                 t_u = pseudo_targets(probs_u[:bu], probs_u[bu:], q_u, self.vab_cfg.pseudo_confidence).repeat(2, 1)
                 loss = loss + lam * soft_cross_entropy(logits[2 * b:], t_u)
-            self._step(loss)
-            loss_sum += loss.detach()
+            loss_sum += self._step(loss)
         self.victim.model.train()
         return {"loss": check_finite(loss_sum, f"suppression epoch {epoch}") / max(len(lab), 1), "lambda_u": lam}
 
@@ -286,7 +255,7 @@ class VabTrainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        return {"key": self.key, "settings_json": json.dumps(self.settings), "epoch": self.epoch,
+        return {"settings_json": json.dumps(self.settings), "epoch": self.epoch,
                 "phases_done": list(self.phases_done), "victim": self.victim.state_dict(),
                 "beneficiary": self.beneficiary.state_dict(), "ben_opt": self.ben_opt.state_dict(),
                 "ben_sched": self.ben_sched.state_dict(), "tracker": self.tracker.state_dict(),
@@ -307,16 +276,11 @@ class VabTrainer:
         self.timings = json.loads(state["timings_json"])
 
     def _check_settings(self, state: dict, allow: frozenset) -> None:
-        if "settings_json" not in state:
-            raise CheckpointError("this checkpoint is not a V&B trainer's checkpoint of this vablib version; "
-                                  "use a new run_dir or delete the checkpoints folder to start over.")
-        theirs, ours = _flat(json.loads(state["settings_json"])), _flat(runio.jsonable(self.settings))
-        differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k)
-                        and k.removeprefix("vab.") not in allow)
+        saved = json.loads(state.get("settings_json", "{}"))
+        differ = settings_diff(saved, runio.jsonable(self.settings), {f"vab.{name}" for name in allow})
         if differ:
-            shown = ", ".join(f"{k} {theirs.get(k)!r} → {ours.get(k)!r}" for k in differ[:6])
-            raise CheckpointError(f"this checkpoint was written with other settings ({shown}); use a new run_dir "
-                                  f"or delete the checkpoints folder to start over.")
+            raise CheckpointError(f"this checkpoint was written with other settings ({', '.join(differ[:6])}); use a "
+                                  f"new run_dir or delete the checkpoints folder to start over.")
 
     def save(self, boundary: str | None = None) -> None:
         """Write checkpoints/latest.pt (and after_<phase>.pt at a phase boundary), atomically."""
@@ -342,11 +306,3 @@ class VabTrainer:
 
     def history(self) -> list[dict]:
         return runio.read_jsonl(self.run.path / "metrics.jsonl") if self.run is not None else []
-
-
-def _flat(settings: dict, prefix: str = "") -> dict:
-    """{"vab": {"split": ...}} → {"vab.split": ...}"""
-    out = {}
-    for k, v in settings.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .batches import BatchIterator, Normalizer
 from .detection import score_entropy
+from .models import build_model
 from .suppression import victim_soft_predictions
 from .training import adam, autocast, check_finite
 
@@ -18,6 +19,13 @@ class Victim:
         self.model, self.batch_size, self.amp = model, batch_size, amp
         self.optimizer = adam(model, lr, weight_decay)
         self.trainings = 0  # training calls completed (each draws its own batch order)
+
+    @classmethod
+    def build(cls, train_cfg, vab_cfg, num_classes: int, channels: int, device, memory_format) -> "Victim":
+        """The victim of a run: the beneficiary's architecture unless `vab_cfg` names another."""
+        model = build_model(vab_cfg.victim_model or train_cfg.model, num_classes, channels,
+                            vab_cfg.victim_width or train_cfg.width).to(device, memory_format=memory_format)
+        return cls(model, vab_cfg.victim_lr, vab_cfg.victim_weight_decay, vab_cfg.victim_batch_size, train_cfg.amp)
 
     def train(self, x: torch.Tensor, y: torch.Tensor, normalize: Normalizer, indices: torch.Tensor, steps: int,
               seed: int) -> dict:
