@@ -31,6 +31,13 @@
 # 32×32): it needs no download and trains in seconds on a CPU. For CIFAR-10 set
 # `dataset = "cifar10"` and `data_root` to the folder that holds `cifar-10-batches-py`.
 
+# %% [markdown]
+# ## vablib and the paper
+# Nothing of V&B runs here. The paper's experiments use CIFAR-10, ResNet-18 and 200 epochs on a
+# GPU; the default here is the digits dataset, and notebook 01 picks a training budget (`paper`,
+# `cpu` or `demo`) that scales the schedule to the machine: [docs/method.md](../docs/method.md),
+# "The schedule as fractions of the E beneficiary epochs".
+
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder shared by every notebook of the series
 dataset: str = "digits"  # digits | cifar10 | gtsrb | mnist | fashion_mnist | npz | folder
@@ -48,14 +55,14 @@ progress: bool = True  # show progress bars
 
 # %%
 import vablib
-from vablib import config, data, plots, runio, utils
+from vablib import config, data, plots, runio, runstate, utils
 
 cfg = config.SetupConfig(dataset=dataset, data_root=data_root, download=download, seed=seed, device=device,
                          progress=progress)
 dev = cfg.torch_device
 utils.set_cpu_threads()
 utils.seed_everything(cfg.seed)
-run = config.begin_stage("00_setup_and_data", run_dir, cfg, device=dev)
+run = runstate.begin_stage("00_setup_and_data", run_dir, cfg, device=dev)
 for name, version in utils.library_versions().items():
     print(f"{name:>12}: {version}")
 print(f"{'device':>12}: {dev}")

@@ -41,22 +41,25 @@
 
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder of notebook 00
-attack: str = "badnets"  # badnets | blended | sig | cl | wanet | iad | a name registered below
+attack: str = "badnets"  # badnets | blended | sig | cl | wanet | iad | a name registered below or in attack_file
+attack_file: str = None  # a .py file that registers attacks with attacks.custom_attack; None: none
 poison_rate: float = 0.1  # share of the training set (dirty label) or of the target class (clean label)
 target_label: int = 0  # the class the backdoor points to
 attack_mode: str = "all2one"  # all2one | all2all (label y → (y + 1) mod K)
 attack_budget: str = "cpu"  # cpu | paper: how long CL's clean model and IAD's generator train
 attack_params: dict = {}  # overrides of the attack's settings, e.g. {"patch_size": 3, "location": "bottom_right"}
 profile: str = "auto"  # training budget: auto (paper on CUDA, cpu elsewhere) | paper | cpu | demo
-model: str = ""  # classifier (resnet18, preact_resnet18, wrn16_4, convnet ...); "" for the profile's
-width: float = 0.0  # channel width multiplier; 0 for the profile's
-epochs: int = 0  # training epochs; 0 for the profile's
-batch_size: int = 0  # batch size; 0 for the profile's
+model: str = None  # classifier (resnet18, preact_resnet18, wrn16_4, convnet ...); None for the profile's
+width: float = None  # channel width multiplier; None for the profile's
+epochs: int = None  # training epochs; None for the profile's
+batch_size: int = None  # batch size; None for the profile's
 train_baseline: bool = True  # train the no-defense baseline (does the attack work?)
 train_clean_floor: bool = False  # also train the same budget on the clean data
+cache_dir: str = None  # a folder where runs with the same data, attack, seed and budget share this notebook's work (a sweep sets it)
 device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # show progress bars
 interactive: bool = True  # an attack picker for the gallery (needs Jupyter widgets)
+preview_all: bool = True  # a gallery of all six attacks (CL and IAD train tiny models for it: about 20 s on a CPU)
 
 # %% [markdown]
 # ## Set-up
@@ -68,10 +71,10 @@ import numpy as np
 import pandas as pd
 
 import vablib
-from vablib import attacks, baseline, config, plots, runio, utils
+from vablib import attacks, baseline, config, plots, runio, runstate, shared, utils
 
 run = runio.RunDir(run_dir)
-setup = config.recorded_setup(run)
+setup = runstate.recorded_setup(run)
 dev = utils.get_device(device)
 utils.set_cpu_threads()
 ds = attacks.recorded_dataset(run)
@@ -86,6 +89,8 @@ print(f"dataset {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test image
 # for a clean-label one) that every later step accepts like a built-in: set `attack = "corner_cross"`
 # in the parameters to run the whole series with it. The example draws a small white plus sign near
 # the top-right corner; write the function for a whole batch at once (NumPy slicing), not per image.
+# The same call in a `.py` file, given as `attack_file`, adds an attack to a batch run or a sweep
+# without editing this notebook (`python -m vablib run -p attack_file my_trigger.py -p attack my_trigger`).
 
 # %%
 def corner_cross(x: np.ndarray) -> np.ndarray:
@@ -105,17 +110,19 @@ fig
 # ## Configuration
 # `AttackConfig` checks every attack setting (an unknown name or key gives one error listing the
 # known ones); `TrainConfig` is the training budget that the no-defense baseline here and the V&B
-# beneficiary later share. Both are recorded in `config.json`. Below: every setting of the chosen
-# attack, the reference defaults with your overrides applied.
+# beneficiary later share. Both are recorded in `config.json`, with the content hash of the
+# `attack_file` if one is given (it is loaded first, so its attacks are known). Below: every setting
+# of the chosen attack, the reference defaults with your overrides applied.
 
 # %%
+attack_source = shared.load_attack_file(attack_file)  # {} without a file
 attack_cfg = attacks.AttackConfig(attack=attack, poison_rate=poison_rate, target_label=target_label,
                                   attack_mode=attack_mode, attack_budget=attack_budget, attack_params=attack_params)
 profile_name = config.resolve_profile(profile, dev)  # recorded: notebook 02 starts from its V&B settings
-train_cfg = config.TrainConfig.from_profile(profile_name, model=model or None, width=width or None,
-                                            epochs=epochs or None, batch_size=batch_size or None)
-run = config.begin_stage("01_generate_poisoned_dataset", run_dir, attack_cfg, train_cfg, {"profile": profile_name},
-                         device=dev)
+train_cfg = config.TrainConfig.from_profile(profile_name, model=model, width=width, epochs=epochs,
+                                            batch_size=batch_size)
+run = runstate.begin_stage("01_generate_poisoned_dataset", run_dir, attack_cfg, train_cfg,
+                           {"profile": profile_name, **attack_source}, device=dev)
 pd.DataFrame({"setting": list(attack_cfg.params()), "value": [str(v) for v in attack_cfg.params().values()]})
 
 # %% [markdown]
@@ -124,11 +131,18 @@ pd.DataFrame({"setting": list(attack_cfg.params()), "value": [str(v) for v in at
 # and images), applies the trigger, relabels (dirty label only), adds WaNet's noise or IAD's cross
 # samples (changed images that keep their labels, so the model learns the trigger and nothing
 # looser), and builds the triggered test set: the non-target test images with the trigger. CL and
-# IAD train a model first; it is cached in the run folder.
+# IAD train a model first; it is cached in the run folder. With a `cache_dir`, a run that has the
+# same data, attack, seed and budget may already have done this (and trained the baselines below):
+# its files are linked into this run folder instead.
 
 # %%
-data = attacks.generate(ds, attack_cfg, setup.seed, device=dev, run=run, progress=progress)
-data.save(run)
+cache = shared.WorkCache.for_run(cache_dir, ds, attack_cfg, setup.seed, train_cfg, attack_source)
+if cache.fetch(run):
+    data = attacks.PoisonedData.load(run)
+else:
+    data = attacks.generate(ds, attack_cfg, setup.seed, device=dev, run=run, progress=progress)
+    data.manifest.update(attack_source)
+    data.save(run)
 pd.Series(attacks.poison_summary(data), name=attack_cfg.attack).to_frame()
 
 # %% [markdown]
@@ -146,17 +160,19 @@ fig
 # ## All six attacks side by side
 # One row per attack, made on a small subset with the reference settings. CL and IAD train a tiny
 # model for this preview only, so their rows show the kind of trigger, not its final strength.
-# With `interactive = True` a picker shows any attack in the three-row layout above.
+# With `interactive = True` a picker shows any attack in the three-row layout above;
+# `preview_all = False` skips the preview (a sweep does, unless its grid sets it).
 
 # %%
-examples = attacks.preview(ds, attacks.ATTACKS, n=4, target_label=attack_cfg.target_label, seed=setup.seed,
-                           device=dev)
-examples[attack_cfg.attack] = (clean[:4], poisoned[:4])
-fig = attacks.overview_gallery(examples)
-plots.save_figure(fig, run, "01_all_attacks")
-if interactive:
-    attacks.interactive_gallery(examples)
-fig
+if preview_all:
+    examples = attacks.preview(ds, attacks.ATTACKS, n=4, target_label=attack_cfg.target_label, seed=setup.seed,
+                               device=dev)
+    examples[attack_cfg.attack] = (clean[:4], poisoned[:4])
+    fig = attacks.overview_gallery(examples)
+    plots.save_figure(fig, run, "01_all_attacks")
+    if interactive:
+        attacks.interactive_gallery(examples)
+    display(fig)  # noqa: F821 (IPython's display)
 
 # %% [markdown]
 # ## Poison statistics
@@ -199,6 +215,7 @@ if train_baseline:
     results["no defense"] = baseline.no_defense_baseline(data, train_cfg, dev, setup.seed, run=run, progress=progress)
 if train_clean_floor:
     results["clean floor"] = baseline.clean_floor(data, train_cfg, dev, setup.seed, run=run, progress=progress)
+cache.publish(run)  # what later runs with the same data, attack, seed and budget can reuse
 pd.DataFrame({name: {k: r[k] for k in ("acc", "asr", "ra", "epochs", "seconds")} for name, r in results.items()}).T
 
 # %%

@@ -17,119 +17,131 @@
 # # 02 · The victim's warm-up and the entropy signal
 #
 # V&B's first insight: a network trained on poisoned data is *extremely sure* of the target class
-# on poisoned images, so its **prediction entropy** `H(x) = −mean_c p_c log p_c` is much lower on
-# them than on clean images. V&B trains a deliberately poisoned network, the **victim**, and uses
-# its entropy to split the training set into *credible* (high entropy) and *suspicious* (low
-# entropy) samples.
+# on poisoned images, so its **prediction entropy** is much lower on them than on clean images.
+# V&B trains a deliberately poisoned network, the **victim**, and uses its entropy to split the
+# training set into *credible* (high entropy) and *suspicious* (low entropy) samples.
 #
 # In this notebook you will:
 # 1. set the V&B parameters for the run (all later notebooks read them from the run folder);
-# 2. warm the victim up on the whole poisoned set;
-# 3. score every training sample and see how well entropy separates poisoned from clean samples.
-#
-# **Budget in samples, not epochs.** The reference warms the victim up for one epoch of CIFAR-10
-# (50,000 images, 391 optimizer steps). On a small dataset one epoch is only a few dozen steps and
-# the victim has not learned the backdoor yet, so vablib counts the warm-up in samples seen
-# (`victim_warmup_samples`; 0 restores the reference's plain epoch).
-#
-# **An adaptive split.** The reference splits the min-max normalised entropy at fixed thresholds
-# (0.6, then 0.2). Early on they keep the suspicious set pure, which matters because the victim
-# trains on it: a clean image there teaches the victim clean features, and a poisoned image whose
-# content and trigger then disagree looks less sure. Later they fail: a victim trained only on
-# target-labelled images grows sure of clean images too, and the threshold on the linear scale
-# flags more and more of them. On the log scale the poisoned cluster stays far apart, so vablib's
-# default (`split = "hybrid"`) also asks for the samples to lie below the valley between the two
-# modes of the log-entropy (a two-component Gaussian mixture finds the modes). The victim trains
-# only on samples both rules flag, so its training set stays pure; the beneficiary leaves out every
-# sample *either* rule flags (`beneficiary_excludes = "either"`), because a poisoned image left in
-# its labelled set teaches it the backdoor, while a clean image left out costs little (it still
-# serves unlabelled in the suppression phase). `beneficiary_excludes = "both"` uses the victim's set
-# for both. `split = "gmm"` uses the valley alone, `split = "reference"` the fixed thresholds alone.
-#
-# **Settings that go with the budget.** Parameters set to `None` below take the value of the
-# training budget notebook 01 chose (`config.VAB_PROFILES`): the reference's on `paper`; on
-# `cpu`, the short schedule measured on the CIFAR-10 subset (a 10,000-sample warm-up, 20 warm-up
-# rounds, and the beneficiary at lr 0.1, dropping ×0.1 at epochs 20 and 30 of 40, where the scaled
-# paper milestones would leave suppression almost no steps; see notebook 05); on `demo`, the
-# reference's victim and the `cpu` beneficiary schedule (drops at epochs 6 and 9 of 12). Give a
-# value to override it.
-#
-# **Cross-fitting (optional).** A victim that trains for many passes on a small set memorises its
-# clean samples too, which then look as sure as poisoned ones. With `victim_folds = 2` the data is
-# split in two halves, one victim trains on each, and every sample is scored by the victim that
-# never trained on it: only the trigger, which every poisoned image shares, carries over.
+# 2. compute the entropy of one batch by hand;
+# 3. warm the victim up on the whole poisoned set, score every training sample and see how well
+#    entropy separates poisoned from clean samples.
+
+# %% [markdown]
+# ## vablib and the paper
+# Where this step departs from the reference code, each a parameter below; the measurement and the
+# reference setting are in the named section of [docs/method.md](../docs/method.md):
+# - the warm-up is counted in samples seen (`victim_warmup_samples`): "Victim warm-up counted in samples";
+# - the `cpu` budget's victim warms up on 10,000 samples: "The `cpu` budget's victim";
+# - the split is `hybrid`, the fixed thresholds and the log-entropy valley (`split`,
+#   `beneficiary_excludes`): "Hybrid split";
+# - only the inferred target label is suspicious (`suspect_labels`): "Only the inferred target label
+#   is suspicious";
+# - the suspicious set is capped (`max_suspicious_fraction`): "The suspicious set is capped".
 
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00 and 01
-victim_model: str = ""  # victim architecture; empty for the beneficiary's
-victim_width: float = 0.0  # victim width multiplier; 0 for the beneficiary's
-victim_lr: float = 1e-3  # Adam learning rate of the victim
-victim_weight_decay: float = 5e-4  # Adam weight decay of the victim
-victim_batch_size: int = 128  # victim batch size
-victim_folds: int = 1  # 1: one victim (reference); 2: cross-fitted victims that never score what they trained on
-victim_warmup_samples: int = None  # None: the budget's; samples seen in warm-up (paper: 50000, a CIFAR-10 epoch); 0: one epoch
-victim_round_epochs: float = 1.0  # passes over the suspicious set per victim round (reference: 1)
-warmup_rounds: int = None  # None: the budget's; victim rounds before the beneficiary starts (paper: 2)
-ema_weight: float = 0.75  # EMA weight of a new entropy scoring
-split: str = "hybrid"  # hybrid (both rules) | gmm (log-entropy valley) | reference (thresholds 0.6, then 0.2)
-beneficiary_excludes: str = "either"  # hybrid: the beneficiary leaves out what either rule flags, or "both" agree on
-suspect_labels: str = "target"  # target: the beneficiary leaves out only the inferred target label; any: reference
-keep_flagged_fraction: float = 1.0  # < 1: a sample flagged in more than this fraction of the scorings so far stays suspicious; 1: off (reference)
-max_suspicious_fraction: float = 0.5  # the suspicious set never exceeds this fraction
-threshold_step: float = 0.4  # reference thresholds: max(1 - step * round, floor)
-threshold_floor: float = 0.2  # reference thresholds: lowest threshold
-mix_fraction: float = 0.5  # fraction of beneficiary epochs with AttentionMix before suppression
-reselect_every: float = 0.025  # re-selection interval during AttentionMix, fraction of epochs (5 of 200)
-attention_threshold: float = 0.1  # AttentionMix mask: attention ≥ this
-temperature: float = 3.0  # temperature of the victim's soft predictions in suppression
-lambda_u: float = 0.1  # weight of the unlabelled loss ...
-lambda_u_late: float = 0.5  # ... and after lambda_switch
-lambda_switch: float = 0.75  # fraction of epochs where λ changes (150 of 200)
-suppress_labelled: bool = False  # True: subtract the victim's prediction from credible targets too (reference)
-pseudo_confidence: float = 0.95  # unlabelled samples count only where the beneficiary is this sure; 0 for all (reference)
-beneficiary_lr: float = None  # None: the budget's; the beneficiary's lr (paper: 0.1); 0: the baselines'
-beneficiary_milestones: tuple = None  # None: the budget's; its lr ×0.1 points, fractions of epochs; (): the baselines'
-checkpoint_every: int = 5  # checkpoint every this many beneficiary epochs (and at every phase end)
+# V&B settings. None: the value of the budget notebook 01 chose (config.VAB_PROFILES over VabConfig's defaults)
+victim_model: str = None  # victim architecture; None for the beneficiary's (paper: resnet18)
+victim_width: float = None  # victim width multiplier; None for the beneficiary's (paper: 1)
+victim_lr: float = None  # Adam learning rate of the victim (paper: 1e-3)
+victim_weight_decay: float = None  # Adam weight decay of the victim (paper: 5e-4)
+victim_batch_size: int = None  # victim batch size (paper: 128)
+victim_warmup_samples: int = None  # samples the victim sees in its warm-up; 0 for one epoch (paper: one epoch, 50000 on CIFAR-10)
+victim_round_epochs: float = None  # passes over the victim's set per victim training after the warm-up (paper: 1)
+warmup_rounds: int = None  # victim rounds before the beneficiary starts (paper: 2)
+ema_weight: float = None  # EMA weight of a new entropy scoring (paper: 0.75)
+split: str = None  # hybrid (both rules) | gmm (log-entropy valley) | reference (paper: reference, thresholds 0.6 then 0.2)
+beneficiary_excludes: str = None  # hybrid split: the beneficiary leaves out what either rule flags, or both (paper: one rule)
+suspect_labels: str = None  # target (only the inferred target label is suspicious) | any (paper: any)
+target_inference: str = None  # separation (the label whose log-entropies split most clearly) | votes (paper: no such step)
+target_margin: float = None  # separation: no target, every label suspicious, unless the best label leads by this (paper: no such step)
+max_suspicious_fraction: float = None  # the suspicious set never exceeds this fraction of the data (paper: no cap)
+threshold_step: float = None  # fixed thresholds: max(1 - step * scoring, floor) (paper: 0.4)
+threshold_floor: float = None  # fixed thresholds: the lowest threshold (paper: 0.2)
+mix_fraction: float = None  # fraction of beneficiary epochs with AttentionMix before suppression (paper: 0.5)
+reselect_every: float = None  # re-selection interval during AttentionMix, a fraction of epochs (paper: 5 of 200)
+attention_threshold: float = None  # AttentionMix mask: attention at least this (paper: 0.1)
+temperature: float = None  # temperature of the victim's soft predictions in suppression (paper: 3)
+lambda_u: float = None  # weight of the unlabelled loss ... (paper: 0.1)
+lambda_u_late: float = None  # ... and after lambda_switch (paper: 0.5)
+lambda_switch: float = None  # fraction of epochs where the weight changes (paper: 150 of 200)
+suppress_labelled: bool = None  # subtract the victim's prediction from credible targets too (paper: True)
+pseudo_confidence: float = None  # unlabelled samples count only where the beneficiary is this sure (paper: 0, all)
+beneficiary_lr: float = None  # the beneficiary's SGD learning rate (paper: 0.1)
+beneficiary_milestones: tuple = None  # its lr ×0.1 points, fractions of epochs (paper: 50, 100, 150 of 200)
+checkpoint_every: int = None  # checkpoint every this many beneficiary epochs, and at every phase end (not a method setting)
+# this notebook only
 device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
 interactive: bool = True  # threshold slider (False: static table, e.g. under papermill)
 
+# %% [markdown]
+# ## Configuration
+# The settings you gave go on top of the budget's (`profile`, recorded by notebook 01); the table
+# says where each value comes from. `begin_stage` records them in the run folder.
+
 # %%
+import math
+
+import pandas as pd
+import torch
 from IPython.display import display
 
-from vablib import config, pipeline, plots, runio, utils
-from vablib.vab import VabConfig
+from vablib import config, detection, pipeline, plots, runio, runstate, training, utils
 
 dev = utils.get_device(device)
 utils.set_cpu_threads()
-profile = pipeline.recorded_profile(runio.RunDir(run_dir))
-vab_cfg = VabConfig.from_profile(profile, victim_model=victim_model, victim_width=victim_width, victim_lr=victim_lr,
-                    victim_weight_decay=victim_weight_decay, victim_batch_size=victim_batch_size, victim_folds=victim_folds,
-                    victim_warmup_samples=victim_warmup_samples,
-                    victim_round_epochs=victim_round_epochs, warmup_rounds=warmup_rounds, ema_weight=ema_weight,
-                    split=split, beneficiary_excludes=beneficiary_excludes, suspect_labels=suspect_labels,
-                    keep_flagged_fraction=keep_flagged_fraction, max_suspicious_fraction=max_suspicious_fraction,
-                    threshold_step=threshold_step, threshold_floor=threshold_floor, mix_fraction=mix_fraction,
-                    reselect_every=reselect_every, attention_threshold=attention_threshold, temperature=temperature, lambda_u=lambda_u,
-                    lambda_u_late=lambda_u_late, lambda_switch=lambda_switch, suppress_labelled=suppress_labelled,
-                    pseudo_confidence=pseudo_confidence, beneficiary_lr=beneficiary_lr,
-                    beneficiary_milestones=beneficiary_milestones, checkpoint_every=checkpoint_every)
-run = config.begin_stage("02_victim_warmup_and_entropy", run_dir, vab_cfg, device=dev)
-trainer = pipeline.open_trainer(run, dev, progress)
+profile = runstate.recorded_profile(runio.RunDir(run_dir))
+given = {f: globals()[f] for f in config.VabConfig.field_names() if globals()[f] is not None}
+vab_cfg = config.VabConfig.from_profile(profile, **given)
+run = runstate.begin_stage("02_victim_warmup_and_entropy", run_dir, vab_cfg, device=dev)
+trainer = runstate.open_trainer(run, dev, progress)
+source = {f: "your parameter" if f in given else f"the {profile} budget" if f in config.VAB_PROFILES[profile]
+          else "VabConfig's default" for f in config.VabConfig.field_names()}
+display(pd.DataFrame({"value": [str(v) for v in config.as_params(vab_cfg).values()],
+                      "from": list(source.values())}, index=list(source)))
 print(f"device {dev}; {len(trainer.x)} training images, {int(trainer.poisoned.sum())} of them poisoned "
       f"(the defense never sees this mask; we use it only to show how well detection works)")
-print(f"V&B settings of the {profile!r} budget: {config.VAB_PROFILES[profile] or 'the reference defaults'}, "
-      f"your parameters on top")
-print(f"victim warm-up: {trainer.victim_steps(len(trainer.x), warmup=True)} optimizer steps of {vab_cfg.victim_batch_size}")
+
+# %% [markdown]
+# ## The entropy of one batch, by hand
+# For a sample with logits $z$, the victim's class probabilities are $p = \mathrm{softmax}(z)$ and
+# its prediction entropy is
+# $$H(x) = -\frac{1}{K}\sum_{c=1}^{K} p_c \log p_c ,$$
+# largest, $\log(K)/K$, for a uniform prediction and 0 for a certain one. Below: four poisoned and
+# four clean training images, before the warm-up (the victim is untrained, so every entropy sits
+# near the maximum) and after it.
+
+# %%
+pick = torch.cat([torch.nonzero(trainer.poisoned).flatten()[:4], torch.nonzero(~trainer.poisoned).flatten()[:4]])
+
+
+def entropy_by_hand(model):
+    logits = training.predict_logits(model, trainer.x[pick], trainer.normalize)
+    p = torch.softmax(logits, dim=1)
+    by_hand = -(p * p.log()).nan_to_num().mean(dim=1)  # nan_to_num: p log p is 0 where p is 0
+    vablib_h = detection.prediction_entropy(logits)
+    torch.testing.assert_close(by_hand, vablib_h, rtol=1e-4, atol=1e-6)
+    return pd.DataFrame({"poisoned": trainer.poisoned[pick].cpu(), "by hand": by_hand.cpu(),
+                         "detection.prediction_entropy": vablib_h.cpu()})
+
+
+print(f"maximum log(K)/K = {math.log(trainer.num_classes) / trainer.num_classes:.4f}")
+entropy_by_hand(trainer.victim.model)
 
 # %% [markdown]
 # ## Warm the victim up and score every sample
-# Re-running this cell on a finished run loads the checkpoint instead of training again.
+# After the warm-up `vablib` scores every training image this way (eval mode, no augmentation);
+# the table shows the same eight images again: the poisoned ones should now sit far below the clean
+# ones. Re-running this cell on a finished run loads the checkpoint instead of training again.
 
 # %%
+print(f"victim warm-up: {trainer.schedule.victim_steps(len(trainer.x), warmup=True)} optimizer steps of "
+      f"{vab_cfg.victim_batch_size}")
 trainer.run_phase("warmup")
 frame = pipeline.saved_frame(run, "entropy_after_warmup", trainer)
-pipeline.rounds_frame(trainer).head(1)
+entropy_by_hand(trainer.victim.model)
 
 # %% [markdown]
 # ## Does entropy separate poisoned from clean samples?
@@ -139,8 +151,8 @@ pipeline.rounds_frame(trainer).head(1)
 # %%
 fig = plots.entropy_histogram(frame)
 plots.save_figure(fig, run, "02_entropy_after_warmup")
-print(f"AUROC of the entropy score: {trainer.rounds[0]['auroc']:.3f}; "
-      f"suspicious after round 1: {int(frame['suspicious'].sum())} samples")
+print(f"AUROC of the entropy score: {trainer.scorings[0]['auroc']:.3f}; "
+      f"suspicious after the first scoring: {int(frame['suspicious'].sum())} samples")
 fig
 
 # %% [markdown]

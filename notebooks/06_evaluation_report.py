@@ -24,6 +24,12 @@
 # - **ASR**: triggered test images of non-target classes classified as the attack's target.
 # - **RA**: the same triggered images classified as their true class.
 
+# %% [markdown]
+# ## vablib and the paper
+# The reference reports the epoch with the best clean test accuracy, which chooses an epoch with the
+# test labels; vablib reports the final epoch first and the best-ACC epoch beside it
+# ([docs/method.md](../docs/method.md), "Reporting the final epoch").
+
 # %% tags=["parameters"]
 run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-05
 device: str = "auto"  # auto | cpu | cuda | mps
@@ -31,9 +37,9 @@ device: str = "auto"  # auto | cpu | cuda | mps
 # %%
 from IPython.display import Markdown, display
 
-from vablib import pipeline, plots
+from vablib import pipeline, plots, runstate
 
-run, trainer = pipeline.resume_run(run_dir, device, progress=False, after=("suppress", "05_semi_supervised_suppression"))
+run, trainer = runstate.resume_run(run_dir, device, progress=False, after=("suppress", "05_semi_supervised_suppression"))
 summary = pipeline.summarize(trainer)
 
 # %% [markdown]
@@ -56,13 +62,13 @@ plots.save_figure(fig, run, "06_training_curves")
 fig
 
 # %%
-fig = plots.detection_rounds(pipeline.rounds_frame(trainer))
-plots.save_figure(fig, run, "06_detection_rounds")
+fig = plots.detection_scorings(pipeline.scorings_frame(trainer))
+plots.save_figure(fig, run, "06_detection_scorings")
 fig
 
 # %% [markdown]
 # ## The report
 
 # %%
-text = pipeline.write_report(run, summary, ["06_comparison", "06_training_curves", "06_detection_rounds"])
+text = pipeline.write_report(run, summary, ["06_comparison", "06_training_curves", "06_detection_scorings"])
 Markdown(text)

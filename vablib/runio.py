@@ -6,6 +6,7 @@ pickled code: JSON, npz with allow_pickle=False, and torch.load(weights_only=Tru
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -39,19 +40,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def _jsonable(obj: Any):
+def jsonable(obj: Any):
+    """`obj` as plain JSON values: NumPy and torch values as numbers and lists, paths as strings,
+    dataclasses as dicts of their fields, NaN and inf as None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (np.floating, float)):
         return None if not math.isfinite(float(obj)) else float(obj)
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.detach().cpu().tolist())
+        return jsonable(obj.detach().cpu().tolist())
     if isinstance(obj, Path):
         return str(obj)
     return obj
@@ -59,7 +66,7 @@ def _jsonable(obj: Any):
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomic JSON write; NaN/inf become null so the file stays valid JSON."""
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False)
+    text = json.dumps(jsonable(obj), indent=2, sort_keys=False)
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
@@ -79,7 +86,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fh.write(json.dumps(_jsonable(record)) + "\n")
+        fh.write(json.dumps(jsonable(record)) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -99,7 +106,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 def rewrite_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Atomically replace a JSON-lines file (used to drop rows past a resumed checkpoint)."""
-    text = "".join(json.dumps(_jsonable(r)) + "\n" for r in rows)
+    text = "".join(json.dumps(jsonable(r)) + "\n" for r in rows)
     atomic_write_bytes(path, text.encode())
 
 
@@ -154,9 +161,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 # ---------------------------------------------------------------- run folders
 
-# Parameters that may differ between notebooks of one run without changing any result.
-VOLATILE_PARAMS = frozenset({"device", "progress", "interactive", "run_dir", "download",
-                             "compile", "amp"})
+# Parameters that say where and how visibly a run executes, not what it computes: never recorded,
+# so a rerun or a later notebook may change them (a resumed run may move to another device).
+VOLATILE_PARAMS = frozenset({"device", "progress", "interactive", "run_dir", "download"})
 
 
 class RunDir:
@@ -212,7 +219,7 @@ class RunDir:
         """Merge `params` (as set by `stage`) into config.json; return all recorded params."""
         cfg = self.config()
         recorded, stages = cfg.setdefault("params", {}), cfg.setdefault("stages", {})
-        params = _jsonable(params)
+        params = jsonable(params)
         for key, value in params.items():
             if key in VOLATILE_PARAMS or key not in recorded or recorded[key] == value:
                 continue

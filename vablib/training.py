@@ -1,18 +1,24 @@
 """Plain supervised training and inference on the on-device batch path.
 
-Shared by the no-defense baseline, the clean reference model, the victim and the beneficiary.
-Loss and accuracy are accumulated on the device and read once per epoch (no host sync per step).
+Shared by the no-defense baseline, the clean floor, CL's clean model, the victim and the
+beneficiary. Loss and accuracy are accumulated on the device and read once per epoch (no host sync
+per step).
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batches import BatchIterator, Normalizer
-from .errors import TrainingDivergedError
+from .batches import BatchIterator, Normalizer, to_device_uint8
+from .config import TrainConfig
+from .errors import ConfigError, TrainingDivergedError
+from .models import build_model
+from .utils import progress as progress_bar, reuse_freed_memory
 
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -86,3 +92,43 @@ def sgd_with_schedule(model, cfg):
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestone_epochs(), gamma=0.1)
     return opt, sched
+
+
+def train_classifier(x_train: np.ndarray, y_train: np.ndarray, evaluate, train_cfg: TrainConfig, device,
+                     seed: int, num_classes: int, dataset_name: str = "", progress: bool = True, on_epoch=None,
+                     what: str = "training"):
+    """Train `train_cfg.model` with SGD and the config's step schedule on uint8 N×H×W×C images.
+
+    `evaluate(model, normalizer) -> dict` (or None) scores the model after every epoch, e.g.
+    `metrics.backdoor_metrics` on the test sets. Returns (model in eval mode, history): one dict per
+    epoch with loss, train_acc, lr, seconds and what `evaluate` gave. `on_epoch(row)` is called
+    after each epoch."""
+    if not isinstance(train_cfg, TrainConfig):
+        raise ConfigError(f"train_cfg must be a vablib.config.TrainConfig, got {type(train_cfg).__name__}.")
+    if len(x_train) != len(y_train) or x_train.ndim != 4 or x_train.dtype != np.uint8:
+        raise ConfigError(f"x_train must be uint8 N×H×W×C with one label per image, got {x_train.dtype} "
+                          f"{x_train.shape} and {len(y_train)} labels.")
+    device = torch.device(device)
+    reuse_freed_memory(device)
+    channels = x_train.shape[3]
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(int(seed))
+        model = build_model(train_cfg.model, int(num_classes), channels, train_cfg.width).to(device)
+    normalizer = Normalizer.for_dataset(dataset_name, channels, device)
+    batches = BatchIterator(to_device_uint8(x_train, device), torch.as_tensor(np.asarray(y_train, np.int64), device=device),
+                            normalizer, train_cfg.batch_size, shuffle=True, augment=train_cfg.augment, seed=seed)
+    optimizer, schedule = sgd_with_schedule(model, train_cfg)
+    history = []
+    for epoch in progress_bar(range(1, train_cfg.epochs + 1), progress, desc=what):
+        t0 = time.time()
+        lr = optimizer.param_groups[0]["lr"]
+        row = {"epoch": epoch, **train_epoch(model, optimizer, batches, device, train_cfg.amp, what), "lr": lr}
+        schedule.step()
+        if evaluate is not None:
+            row.update(evaluate(model, normalizer))
+        row["seconds"] = time.time() - t0
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    model.eval()
+    return model, history

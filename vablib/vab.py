@@ -264,7 +264,11 @@ class VabTrainer:
     def load_state_dict(self, state: dict, allow: frozenset = frozenset()) -> None:
         """Load a checkpoint of this run; `allow` names V&B settings that may differ (e.g.
         SUPPRESSION_FIELDS, to start other suppression settings from the end of AttentionMix)."""
-        self._check_settings(state, allow)
+        differ = settings_diff(json.loads(state.get("settings_json", "{}")), runio.jsonable(self.settings),
+                               {f"vab.{name}" for name in allow})
+        if differ:
+            raise CheckpointError(f"this checkpoint was written with other settings ({', '.join(differ[:6])}); use a "
+                                  f"new run_dir or delete the checkpoints folder to start over.")
         self.epoch, self.phases_done = int(state["epoch"]), list(state["phases_done"])
         self.victim.load_state_dict(state["victim"])
         self.beneficiary.load_state_dict(state["beneficiary"])
@@ -274,13 +278,6 @@ class VabTrainer:
                                       for k, v in state["tracker"].items()})
         self.scorings = json.loads(state["scorings_json"])
         self.timings = json.loads(state["timings_json"])
-
-    def _check_settings(self, state: dict, allow: frozenset) -> None:
-        saved = json.loads(state.get("settings_json", "{}"))
-        differ = settings_diff(saved, runio.jsonable(self.settings), {f"vab.{name}" for name in allow})
-        if differ:
-            raise CheckpointError(f"this checkpoint was written with other settings ({', '.join(differ[:6])}); use a "
-                                  f"new run_dir or delete the checkpoints folder to start over.")
 
     def save(self, boundary: str | None = None) -> None:
         """Write checkpoints/latest.pt (and after_<phase>.pt at a phase boundary), atomically."""

@@ -12,21 +12,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import runio
 from ..batches import Normalizer, to_device_uint8
 from ..config import TrainConfig
+from ..hashing import content_key
+from ..metrics import backdoor_metrics, eval_tensors
 from ..models import build_model
-from .registry import BuildContext, cache_key
+from ..training import train_classifier
+from .registry import BuildContext
 
 
 def clean_model(ctx: BuildContext):
     """(model in eval mode, normalizer, info) — loaded from the run folder's cache when the key matches."""
-    from .. import runio
-    from ..baseline import train_classifier
-
     ds, p = ctx.ds, ctx.params
     cfg = TrainConfig(model=p["clean_model"], width=p["clean_width"], epochs=p["clean_epochs"],
                       batch_size=128, augment=True)
-    key = cache_key("cl-clean-model", ds.fingerprint(), cfg.model, cfg.width, cfg.epochs, cfg.batch_size, ctx.seed)
+    key = content_key("cl-clean-model", ds.fingerprint(), cfg.model, cfg.width, cfg.epochs, cfg.batch_size, ctx.seed)
     device = torch.device(ctx.device or "cpu")
     normalizer = Normalizer.for_dataset(ds.name, ds.channels, device)
     path = ctx.run.checkpoints / f"cl_clean_model_{key}.pt" if ctx.run is not None else None
@@ -37,8 +38,10 @@ def clean_model(ctx: BuildContext):
         model.eval()
         return model, normalizer, {"clean_model_key": key, "clean_model_cached": True,
                                    "clean_model_acc": state.get("acc")}
-    model, history = train_classifier(ds.x_train, ds.y_train, _TestSet(ds), cfg, device, ctx.seed, ds.num_classes,
-                                      ds.name, ctx.progress, what="CL clean model")
+    tests = eval_tensors(_TestSet(ds), device)
+    model, history = train_classifier(ds.x_train, ds.y_train,
+                                      lambda model, normalizer: backdoor_metrics(model, normalizer, **tests),
+                                      cfg, device, ctx.seed, ds.num_classes, ds.name, ctx.progress, what="CL clean model")
     acc = history[-1].get("acc")
     if path is not None:
         runio.save_checkpoint(path, {"model": model.state_dict(), "key": key, "acc": acc})

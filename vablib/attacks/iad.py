@@ -21,10 +21,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import runio
 from ..batches import Normalizer, random_crop_flip, to_device_uint8
+from ..hashing import content_key
 from ..models import build_model
 from ..utils import progress as progress_bar
-from .registry import BuildContext, Trigger, cache_key
+from .registry import BuildContext, Trigger
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -164,11 +166,9 @@ def generated_trigger(gen_pattern, gen_mask, x: np.ndarray, source: np.ndarray |
 
 def trained_trigger(ctx: BuildContext) -> Trigger:
     """The IAD trigger: generators loaded from the run folder's cache or trained now."""
-    from .. import runio
-
     ds, p = ctx.ds, ctx.params
     device = torch.device(ctx.device or "cpu")
-    key = cache_key("iad-generators", ds.fingerprint(), p, ctx.target_label, ctx.attack_mode, ctx.seed)
+    key = content_key("iad-generators", ds.fingerprint(), p, ctx.target_label, ctx.attack_mode, ctx.seed)
     path = ctx.run.checkpoints / f"iad_generators_{key}.pt" if ctx.run is not None else None
     if path is not None and path.exists():
         state = runio.load_checkpoint(path, map_location=device)

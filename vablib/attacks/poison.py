@@ -102,7 +102,7 @@ def generate(ds, cfg: AttackConfig, seed: int, device=None, run=None, progress: 
 def recorded_dataset(run):
     """The dataset notebook 00 chose for this run folder, checked against its recorded fingerprint."""
     from .. import runio
-    from ..config import recorded_setup
+    from ..runstate import recorded_setup
     from ..data import load_dataset
     from ..errors import DataFormatError
 

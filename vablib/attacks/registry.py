@@ -7,8 +7,7 @@ batches N×H×W×C into triggered uint8 batches.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -106,12 +105,23 @@ def available_attacks() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def cache_key(*parts) -> str:
-    """A short hash of JSON-able parts: names cached models so they are never reused for other settings."""
-    from ..runio import _jsonable
+@contextmanager
+def stand_ins(attacks: dict[str, bool]):
+    """Known by name while the block runs: attacks (name → clean_label) that a notebook registers
+    when it runs, so that its AttackConfig can be checked before. They cannot be built."""
+    added = [name for name in attacks if name not in _REGISTRY]
+    for name in added:
+        register(Attack(name, attacks[name], {}, build=_stand_in_build, builtin=False))
+    try:
+        yield
+    finally:
+        for name in added:
+            _REGISTRY.pop(name, None)
 
-    text = json.dumps(_jsonable(list(parts)), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+def _stand_in_build(ctx: BuildContext) -> Trigger:
+    raise ConfigError("this attack is a stand-in for one a notebook registers; register it with "
+                      "vablib.attacks.custom_attack before generating data.")
 
 
 # ---------------------------------------------------------------- the plug-in
