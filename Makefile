@@ -32,7 +32,7 @@ test-fast: $(VENV)/.installed
 
 # Regenerate the .ipynb notebooks from their paired py:percent sources (after editing a .py).
 notebooks: $(VENV)/.installed
-	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py notebooks/sweep_analysis.py
 
 clean-demo:
 	rm -rf $(RUN_DIR)

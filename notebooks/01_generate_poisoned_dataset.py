@@ -55,11 +55,11 @@ epochs: int = None  # training epochs; None for the profile's
 batch_size: int = None  # batch size; None for the profile's
 train_baseline: bool = True  # train the no-defense baseline (does the attack work?)
 train_clean_floor: bool = False  # also train the same budget on the clean data
-cache_dir: str = None  # a folder where runs with the same data, attack, seed and budget share this notebook's work (a sweep sets it)
+cache_dir: str = None  # where runs with the same data, attack, seed and budget share this notebook's work; None: none
 device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # show progress bars
 interactive: bool = True  # an attack picker for the gallery (needs Jupyter widgets)
-preview_all: bool = True  # a gallery of all six attacks (CL and IAD train tiny models for it: about 20 s on a CPU)
+preview_all: bool = True  # a gallery of all six attacks (CL and IAD train tiny models for it: ~20 s on a CPU)
 
 # %% [markdown]
 # ## Set-up
@@ -131,9 +131,9 @@ pd.DataFrame({"setting": list(attack_cfg.params()), "value": [str(v) for v in at
 # and images), applies the trigger, relabels (dirty label only), adds WaNet's noise or IAD's cross
 # samples (changed images that keep their labels, so the model learns the trigger and nothing
 # looser), and builds the triggered test set: the non-target test images with the trigger. CL and
-# IAD train a model first; it is cached in the run folder. With a `cache_dir`, a run that has the
-# same data, attack, seed and budget may already have done this (and trained the baselines below):
-# its files are linked into this run folder instead.
+# IAD train a model first; it is cached in the run folder. With a `cache_dir` (a sweep sets one for
+# all its points), a run with the same data, attack, seed and budget may already have done this and
+# trained the baselines below: its files are linked into this run folder instead.
 
 # %%
 cache = shared.WorkCache.for_run(cache_dir, ds, attack_cfg, setup.seed, train_cfg, attack_source)

@@ -1,5 +1,6 @@
 import sys
 
-from .runner import main
+from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned Dask worker imports the parent's main module
+    sys.exit(main())

@@ -104,8 +104,17 @@ def reuse_freed_memory(device="cpu") -> bool:
     return _freed_memory_kept
 
 
+THREADS_ENV = "VABLIB_THREADS"  # set by `python -m vablib sweep` for the kernels of each point
+
+
 def set_cpu_threads(n: int | None = None) -> int:
-    """Use all cores by default (two threads give ~1.8x over one on the 2-core dev machines)."""
+    """Use `n` threads, else $VABLIB_THREADS (a sweep's share of the cores for each point), else
+    all cores (two threads give ~1.8x over one on the 2-core dev machines)."""
+    if n is None and os.environ.get(THREADS_ENV):
+        text = os.environ[THREADS_ENV]
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"${THREADS_ENV} must be a positive number of threads, got {text!r}.")
+        n = int(text)
     n = n or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
