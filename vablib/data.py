@@ -1,10 +1,13 @@
 """Datasets in one in-memory form: uint8 images N×H×W×C, int64 labels, class names.
 
 Sources: the embedded `digits` default (no network), torchvision sets read from `data_root`
-(downloaded only when asked), a user's `npz` file and an ImageFolder-style `folder`.
+(downloaded only when asked), Fashion-MNIST from Debian's `dataset-fashion-mnist` package when
+`data_root` does not hold it, a user's `npz` file and an ImageFolder-style `folder`. Every source
+can be cut to its first `train_size` / `test_size` images.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +158,86 @@ def _torchvision(name: str, data_root: Path, download: bool, image_size: int | N
     return _make(name, xtr, ytr, xte, yte, classes)
 
 
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # `apt-get install dataset-fashion-mnist`
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                       "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (the MNIST family's format, gzipped or not) as a uint8 array of its dimensions."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DataFormatError(f"{path} is not an idx file of unsigned bytes (magic {raw[:4].hex()}).")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataFormatError(f"{path} holds {body.size} bytes of data but its header says {dims}.")
+    return body.reshape(dims).copy()  # writable, as torch.from_numpy expects
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def fashion_mnist_folder(data_root: Path) -> Path | None:
+    """The first folder holding the four Fashion-MNIST idx files: `data_root`, torchvision's
+    `data_root/FashionMNIST/raw`, then Debian's package folder."""
+    for folder in (data_root, data_root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST):
+        if all(_idx_file(folder, stem) for pair in FASHION_MNIST_FILES.values() for stem in pair):
+            return folder
+    return None
+
+
+def load_fashion_mnist(data_root: str | Path = "data", download: bool = False,
+                       image_size: int | None = None) -> ImageDataset:
+    """Fashion-MNIST (60,000 / 10,000 28×28×1 images) from its idx files, offline: in `data_root`
+    (flat or torchvision's layout) or, when it has none, Debian's `dataset-fashion-mnist` package."""
+    data_root = Path(data_root)
+    folder = fashion_mnist_folder(data_root)
+    if folder is None:
+        if download:
+            return _torchvision("fashion_mnist", data_root, download, image_size)
+        raise DataNotFoundError(
+            f"fashion_mnist was not found in {data_root} nor in {DEBIAN_FASHION_MNIST}. Install Debian's package "
+            f"(apt-get install dataset-fashion-mnist), or put the four idx files (train-images-idx3-ubyte.gz, ...) "
+            f"in {data_root}, or pass download=True (needs internet) to fetch them into {data_root}.")
+    arrays = []
+    for images, labels in FASHION_MNIST_FILES.values():
+        x, y = read_idx(_idx_file(folder, images))[..., None], read_idx(_idx_file(folder, labels))
+        if image_size and image_size != x.shape[1]:
+            x = _resize_uint8(x, image_size)
+        arrays += [x, y]
+    return _make("fashion_mnist", *arrays, FASHION_MNIST_CLASSES)
+
+
+def check_sizes(train_size: int | None, test_size: int | None, n_train: int | None = None,
+                n_test: int | None = None) -> None:
+    """`train_size` / `test_size` are None or positive integers, at most the split's size when known."""
+    for name, size, n in (("train_size", train_size, n_train), ("test_size", test_size, n_test)):
+        ok = size is None or (isinstance(size, int) and not isinstance(size, bool) and size >= 1
+                              and (n is None or size <= n))
+        if not ok:
+            bound = f"in [1, {n}]" if n is not None else "≥ 1"
+            raise ConfigError(f"{name} must be None (every image) or an integer {bound}, got {size!r}.")
+
+
+def first(ds: ImageDataset, train_size: int | None = None, test_size: int | None = None) -> ImageDataset:
+    """The dataset cut to its first `train_size` training and `test_size` test images (None: all),
+    in their stored order, as the CIFAR-10 subset is cut."""
+    check_sizes(train_size, test_size, len(ds.y_train), len(ds.y_test))
+    if train_size is None and test_size is None:
+        return ds
+    ntr = len(ds.y_train) if train_size is None else train_size
+    nte = len(ds.y_test) if test_size is None else test_size
+    return ImageDataset(ds.name, ds.x_train[:ntr], ds.y_train[:ntr], ds.x_test[:nte], ds.y_test[:nte], ds.classes)
+
+
 def load_npz(path: str | Path) -> ImageDataset:
     """A user's arrays: x_train, y_train, x_test, y_test (uint8 N×H×W×C, integer labels), optional classes."""
     path = Path(path)
@@ -214,15 +297,22 @@ DATASETS = ("digits", "cifar10", "gtsrb", "mnist", "fashion_mnist", "npz", "fold
 
 
 def load_dataset(name: str = "digits", data_root: str | Path = "data", download: bool = False,
-                 image_size: int | None = None) -> ImageDataset:
+                 image_size: int | None = None, train_size: int | None = None,
+                 test_size: int | None = None) -> ImageDataset:
     """Load a dataset by name. `data_root` is the folder for torchvision sets and `folder`, and the
-    .npz file itself for `npz`. Nothing is downloaded unless download=True."""
+    .npz file itself for `npz`. Nothing is downloaded unless download=True. `train_size` /
+    `test_size` keep the first images of each split (None: all)."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+    check_sizes(train_size, test_size)
     if name == "digits":
-        return load_digits(image_size or 32)
-    if name == "npz":
-        return load_npz(data_root)
-    if name == "folder":
-        return load_folder(data_root, image_size or 32)
-    return _torchvision(name, Path(data_root), download, image_size)
+        ds = load_digits(image_size or 32)
+    elif name == "npz":
+        ds = load_npz(data_root)
+    elif name == "folder":
+        ds = load_folder(data_root, image_size or 32)
+    elif name == "fashion_mnist":
+        ds = load_fashion_mnist(data_root, download, image_size)
+    else:
+        ds = _torchvision(name, Path(data_root), download, image_size)
+    return first(ds, train_size, test_size)
