@@ -10,8 +10,21 @@ from pathlib import Path
 
 from vablib import attacks, runio
 from vablib.config import TrainConfig
+from vablib.data import load_dataset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_subset.npz"
+FASHION_MNIST_SIZES = (6_000, 1_000)  # the first images of Debian's Fashion-MNIST, as the issue's runs used
+
+
+def load_data(spec: str):
+    """`spec` is "digits", "fashion_mnist" (its first FASHION_MNIST_SIZES images, read offline from
+    Debian's package) or the path of an npz dataset. Returns (dataset, a short name for caches)."""
+    if spec == "digits":
+        return load_dataset("digits"), "digits"
+    if spec == "fashion_mnist":
+        train, test = FASHION_MNIST_SIZES
+        return load_dataset("fashion_mnist", train_size=train, test_size=test), f"fmnist{train // 1000}k"
+    return load_dataset("npz", spec), Path(spec).stem
 
 
 def add_budget_arguments(ap: argparse.ArgumentParser) -> None:

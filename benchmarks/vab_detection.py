@@ -1,4 +1,4 @@
-"""Detection alone on the CIFAR-10 subset: the victim's warm-up, its rounds, then N
+"""Detection alone (the CIFAR-10 subset unless --data says otherwise): the victim's warm-up, its rounds, then N
 re-selections, without the beneficiary (which never affects the split), so a victim setting can be
 judged in minutes instead of a full V&B run. The split is the same one a full run with the same
 settings and thread count gets. Prints per scoring the split's precision / recall / AUROC and the
@@ -18,12 +18,11 @@ import torch
 
 from vablib import attacks, runio
 from vablib.config import as_params
-from vablib.data import load_dataset
 from vablib.runner import parse_value
 from vablib.config import VabConfig
 from vablib.vab import VabTrainer
 
-from common import DEFAULT_DATA, add_budget_arguments, budget, poisoned
+from common import DEFAULT_DATA, add_budget_arguments, budget, load_data, poisoned
 
 QUANTILES = torch.tensor([0.0, 0.01, 0.5, 0.99, 1.0])
 
@@ -44,7 +43,7 @@ def describe(quality: dict, trainer: VabTrainer | None = None) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(DEFAULT_DATA), help='an npz dataset, or "digits" (the embedded default)')
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help='an npz dataset, "digits" (the embedded default) or "fashion_mnist" (Debian\'s, first 6,000 / 1,000)')
     ap.add_argument("--attack", default="badnets", choices=list(attacks.ATTACKS))
     ap.add_argument("--reselections", type=int, default=20,
                     help="re-selections (victim training + scoring) after the warm-up rounds")
@@ -56,14 +55,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="outputs/bench", help="folder of the per-attack run folders (poisoned sets are cached there)")
     ap.add_argument("--json", help="write the scorings to this JSON file")
     args = ap.parse_args(argv)
-    if args.data != "digits" and not Path(args.data).exists():
+    if args.data not in ("digits", "fashion_mnist") and not Path(args.data).exists():
         print(f"the CIFAR-10 subset is not at {args.data}; pass --data", file=sys.stderr)
         return 2
     vab_cfg = VabConfig.from_profile(args.profile, **{k: parse_value(v) for k, v in args.param})
     train_cfg = budget(args)
     torch.set_num_threads(args.threads)
-    ds = load_dataset("digits") if args.data == "digits" else load_dataset("npz", args.data)
-    cache = Path(args.out) / (args.attack if args.data == str(DEFAULT_DATA) else f"{args.attack}-{Path(args.data).stem}")
+    ds, name = load_data(args.data)
+    cache = Path(args.out) / (args.attack if args.data == str(DEFAULT_DATA) else f"{args.attack}-{name}")
     data = poisoned(ds, args.attack, args.seed, cache)
     trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", args.seed, run=None, progress=False)
     t0 = time.time()

@@ -25,10 +25,11 @@
 # You will run the rounds and watch the split's quality after each scoring: precision (how many
 # suspicious samples are really poisoned), recall (how many poisoned samples were caught), the
 # false positive rate and the AUROC of the score. Column `inferred_target` is the label the split
-# takes as the attack's target: the label whose own log-entropies split most clearly into two modes
-# (its poisoned and its clean samples), or -1, every label suspicious, while no label leads the
-# others by `target_margin` (`target_inference="votes"`: the label that most scorings found
-# over-represented in the victim's set).
+# takes as the attack's target: the label that most scorings found over-represented in the victim's
+# set (`target_inference="separation"`: the label whose own log-entropies split most clearly into
+# two modes, or -1, every label suspicious, while no label leads the others by `target_margin`).
+# Columns `split_separation` and `low_confidence` say, without the ground truth, how clearly the
+# scores the split is drawn from fall into two modes.
 
 # %% [markdown]
 # ## vablib and the paper

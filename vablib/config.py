@@ -19,6 +19,7 @@ from .errors import ConfigError
 SPLITS = ("hybrid", "gmm", "reference")  # see vablib.detection
 EXCLUDES = ("either", "both")
 SUSPECT_LABELS = ("target", "any")
+TARGET_INFERENCES = ("votes", "separation")  # see vablib.detection
 
 
 # ---------------------------------------------------------------- small validators
@@ -209,6 +210,8 @@ class VabConfig:
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: leave out what "either" rule flags, or "both"
     suspect_labels: str = "target"  # "target": only the inferred target label is suspicious; "any": reference
+    target_inference: str = "votes"  # the most-voted label; "separation": the label whose scores split most clearly
+    target_margin: float = 3.0  # "separation": no target (every label suspicious) unless the best leads by this
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
@@ -242,6 +245,8 @@ class VabConfig:
         check_choice("split", self.split, SPLITS)
         check_choice("beneficiary_excludes", self.beneficiary_excludes, EXCLUDES)
         check_choice("suspect_labels", self.suspect_labels, SUSPECT_LABELS)
+        check_choice("target_inference", self.target_inference, TARGET_INFERENCES)
+        check_float("target_margin", self.target_margin, 0, 100)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)

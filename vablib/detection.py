@@ -11,8 +11,13 @@ one of three rules (`VabConfig.split`):
                what either flags (`beneficiary_excludes="either"`)
 
 With the training labels (`suspect_labels="target"`), only samples of the inferred target label
-are suspicious: each scoring votes for the label most over-represented in the victim's set and the
-target is the most-voted label. docs/method.md gives the measurements behind each rule.
+are suspicious. By default (`target_inference="votes"`) each scoring votes for the label most
+over-represented in the victim's set and the target is the most-voted label. `"separation"` takes,
+at each scoring, the label whose own log-entropies split most clearly into two modes (poisoned and
+clean samples of the target; a clean class the victim is sure of is low as a whole, one mode), and
+no label when none stands out by `target_margin`: the split then falls back to every label.
+`confidence()` says how clearly the split's samples separate, without the ground truth.
+docs/method.md gives the measurements.
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -144,6 +149,83 @@ def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
     return lowest(x, region, max_fraction)
 
 
+CLEAR_SEPARATION = 2.0  # Ashman's D above which two Gaussian modes are clearly apart
+MIN_LABEL_SAMPLES = 8  # fewer samples of a label: no mixture is fitted, its separation is 0
+MIN_MODE_WEIGHT = 0.05  # a mode holding less than this share is a few outliers, not a mode
+
+
+def fit_gmm_1d_groups(x: torch.Tensor, groups: torch.Tensor, num_groups: int, iters: int = 100, tol: float = 1e-6):
+    """`fit_gmm_1d` for every group of `x` at once (`groups`: each sample's group in
+    0..num_groups-1; every group needs samples), the same initialisation at each group's 10 % and
+    90 % quantiles. Returns (weights, means, variances), each num_groups × 2, sorted by mean."""
+    x = x.double()
+    count = torch.bincount(groups, minlength=num_groups).double()
+    by_value = torch.argsort(x)
+    ordered = x[by_value][torch.argsort(groups[by_value], stable=True)]  # sorted by group, then value
+    start = torch.cumsum(count, 0) - count
+    pos = start[:, None] + torch.tensor([0.1, 0.9], dtype=x.dtype, device=x.device) * (count[:, None] - 1)
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, (start + count - 1).long()[:, None])
+    mu = ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])  # linear interpolation, as torch.quantile
+    mean = torch.zeros(num_groups, dtype=x.dtype, device=x.device).index_add_(0, groups, x) / count
+    sq = torch.zeros_like(mean).index_add_(0, groups, (x - mean[groups]) ** 2)
+    spread = (sq / (count - 1).clamp_min(1)).clamp_min(1e-12)
+    var, floor = spread[:, None].repeat(1, 2), 1e-6 * spread[:, None]
+    w = torch.full((num_groups, 2), 0.5, dtype=x.dtype, device=x.device)
+    prev = torch.full((num_groups,), -math.inf, dtype=x.dtype, device=x.device)
+    for _ in range(iters):
+        log_norm = torch.log(w) - 0.5 * torch.log(2 * math.pi * var)  # per group, then per sample
+        logp = log_norm[groups] - 0.5 * (x[:, None] - mu[groups]) ** 2 / var[groups]
+        ll = torch.logsumexp(logp, dim=1)
+        resp = torch.exp(logp - ll[:, None])
+        nk = torch.zeros_like(w).index_add_(0, groups, resp).clamp_min(1e-12)
+        w = nk / count[:, None]
+        mu = torch.zeros_like(w).index_add_(0, groups, resp * x[:, None]) / nk
+        var = torch.maximum(torch.zeros_like(w).index_add_(0, groups, resp * (x[:, None] - mu[groups]) ** 2) / nk, floor)
+        cur = torch.zeros_like(prev).index_add_(0, groups, ll) / count
+        if bool(((cur - prev).abs() < tol).all()):
+            break
+        prev = cur
+    order = torch.argsort(mu, dim=1)
+    return w.gather(1, order), mu.gather(1, order), var.gather(1, order)
+
+
+def group_separations(x: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Ashman's D of a two-component mixture fitted to each group of `x`: the distance of its
+    means in units of their pooled spread, √2·|μ₁ − μ₂| / √(σ₁² + σ₂²); above 2 the modes are
+    clearly apart. 0 for a group of under MIN_LABEL_SAMPLES, or whose mode holds under
+    MIN_MODE_WEIGHT of it (a near-zero variance on a few outliers makes D huge)."""
+    count = torch.bincount(groups, minlength=num_groups)
+    out = torch.zeros(num_groups, dtype=torch.float64)
+    fit = count >= MIN_LABEL_SAMPLES
+    if not bool(fit.any()):
+        return out
+    keep = fit[groups]
+    renumber = torch.cumsum(fit.long(), 0) - 1  # fitted groups as 0..m-1
+    w, mu, var = fit_gmm_1d_groups(x[keep], renumber[groups[keep]], int(fit.sum()))
+    d = math.sqrt(2) * (mu[:, 1] - mu[:, 0]) / var.sum(1).sqrt()
+    out[fit.cpu()] = torch.where(w.min(1).values < MIN_MODE_WEIGHT, torch.zeros_like(d), d).cpu()
+    return out
+
+
+def separation(x: torch.Tensor) -> float:
+    """`group_separations` of `x` as one group."""
+    return float(group_separations(x, torch.zeros(len(x), dtype=torch.long, device=x.device), 1)[0])
+
+
+def label_separations(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """`group_separations` of each label's log-scores."""
+    return group_separations(torch.log(scores.double().clamp_min(1e-30)), labels, num_classes)
+
+
+def separated_target(separations: torch.Tensor, margin: float) -> int:
+    """The label whose separation exceeds every other's by at least `margin`, or -1 (abstain)."""
+    if len(separations) < 2:
+        return -1
+    top = torch.topk(separations, 2)
+    return int(top.indices[0]) if float(top.values[0] - top.values[1]) >= margin else -1
+
+
 def inferred_target(flagged: torch.Tensor, labels: torch.Tensor) -> int:
     """The label most over-represented among `flagged` samples: its count there minus the count its
     share of all samples predicts (robust to imbalanced classes and to the target class's share,
@@ -158,20 +240,23 @@ class EntropyTracker:
     """EMA-smoothed entropy scores and the current split, saved in checkpoints: `suspicious` (the
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
     They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
-    `suspicious` holds only samples of the label `target`, the one most scorings have voted for
-    (`votes`; a tie keeps the current target). The victim's set is not restricted to the target:
-    a victim trained on target-labelled images alone grows sure of the clean target class too.
-    `target_labels=None` lets any label be suspicious (the reference)."""
+    `suspicious` holds only samples of the label `target` when one is inferred (`target_rule`,
+    module docstring), and samples of any label when `target` is -1. The victim's set is not
+    restricted to the target: a victim trained on target-labelled images alone grows sure of the
+    clean target class too. `target_labels=None` lets any label be suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
-                 target_labels: torch.Tensor | None = None):
+                 target_labels: torch.Tensor | None = None, target_rule: str = "votes",
+                 target_margin: float = 3.0):
         self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
         self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
-        self.target_labels = target_labels
-        self.target = -1  # the inferred target label (-1: not inferred)
-        # per label, the scorings that voted for it
-        self.votes = None if target_labels is None else torch.zeros(int(target_labels.max()) + 1, dtype=torch.long)
+        self.target_labels, self.target_rule, self.target_margin = target_labels, target_rule, target_margin
+        self.target = -1  # the inferred target label (-1: none, every label is suspicious)
+        k = 0 if target_labels is None else int(target_labels.max()) + 1
+        self.votes = torch.zeros(k, dtype=torch.long)  # per label, the scorings that voted for it ("votes")
+        self.separations = torch.zeros(k, dtype=torch.float64)  # per label, at the last scoring
+        self.overall_separation = 0.0  # of every sample's log-score, at the last scoring
         self.ema: torch.Tensor | None = None
         self.suspicious: torch.Tensor | None = None
         self.victim_set: torch.Tensor | None = None
@@ -183,7 +268,8 @@ class EntropyTracker:
         the inferred target with `suspect_labels="target"`."""
         return cls(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction, vab_cfg.threshold_step,
                    vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes,
-                   labels if vab_cfg.suspect_labels == "target" else None)
+                   labels if vab_cfg.suspect_labels == "target" else None, vab_cfg.target_inference,
+                   vab_cfg.target_margin)
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
         """Fold in a new scoring and re-split; returns the suspicious mask."""
@@ -198,8 +284,13 @@ class EntropyTracker:
         self.victim_set = masks[0] & masks[-1]
         one_set = len(masks) == 1 or self.excludes == "both"
         flagged = self.victim_set if one_set else masks[0] | masks[-1]
+        self.overall_separation = separation(torch.log(self.ema.double().clamp_min(1e-30)))
         if self.target_labels is not None:
-            self._vote(self.victim_set)
+            self.separations = label_separations(self.ema, self.target_labels, len(self.votes))
+            if self.target_rule == "votes":
+                self._vote(self.victim_set)
+            else:
+                self.target = separated_target(self.separations, self.target_margin)
             if self.target >= 0:
                 flagged = flagged & (self.target_labels == self.target)
         self.suspicious = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)
@@ -214,14 +305,32 @@ class EntropyTracker:
         if most > 0 and (self.target < 0 or int(self.votes[self.target]) < most):
             self.target = int(torch.argmax(self.votes))
 
+    def confidence(self) -> dict:
+        """How sure the last split is, from the scores alone (no ground truth): the separation
+        (Ashman's D) of the samples the suspicious set is drawn from (the target label's, or every
+        sample's when there is no target), the best label's lead over the runner-up
+        (`target_margin`), and `low_confidence` when that separation is below CLEAR_SEPARATION or
+        the labels were given and none stood out (the split fell back to every label)."""
+        out = {"separation": round(self.overall_separation, 3)}
+        if len(self.separations) >= 2:
+            top = torch.topk(self.separations, 2).values
+            out["target_margin"] = round(float(top[0] - top[1]), 3)
+        base = float(self.separations[self.target]) if self.target >= 0 else self.overall_separation
+        out["split_separation"] = round(base, 3)
+        abstained = self.target_labels is not None and self.target < 0
+        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained)
+        return out
+
     @property
     def normalized(self) -> torch.Tensor:
         return minmax(self.ema)
 
     def state_dict(self) -> dict:
         return {"ema": self.ema, "suspicious": self.suspicious, "victim_set": self.victim_set,
-                "scorings": self.scorings, "target": self.target, "votes": self.votes}
+                "scorings": self.scorings, "target": self.target, "votes": self.votes,
+                "separations": self.separations, "overall_separation": self.overall_separation}
 
     def load_state_dict(self, state: dict) -> None:
         self.ema, self.suspicious, self.victim_set = state["ema"], state["suspicious"], state["victim_set"]
         self.scorings, self.target, self.votes = int(state["scorings"]), int(state["target"]), state["votes"]
+        self.separations, self.overall_separation = state["separations"], float(state["overall_separation"])

@@ -71,7 +71,8 @@ def summarize(trainer: VabTrainer) -> dict:
     rows = trainer.history()
     if not rows:
         raise DataNotFoundError(f"{trainer.run.path}/metrics.jsonl is empty: run notebooks 04 and 05 first.")
-    keys = ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible")
+    keys = ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible",
+            "inferred_target", "split_separation", "low_confidence")
     final = rows[-1]
     best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
     summary = {
@@ -130,12 +131,26 @@ def write_report(run, summary: dict, figures: list[str]) -> str:
         "",
         _target_class_line(summary),
         "",
+        _confidence_line(summary),
+        "",
         "Seconds per phase: " + ", ".join(f"{p} {summary['seconds_per_phase'].get(p, 0):.0f}" for p in PHASES) + ".",
         "",
     ] + [f"![{name}](figures/{name}.png)" for name in figures]
     text = "\n".join(lines) + "\n"
     runio.atomic_write_bytes(run.path / "report.md", text.encode())
     return text
+
+
+def _confidence_line(summary: dict) -> str:
+    """Whether the defender can trust the final split, from the scores alone (no ground truth)."""
+    f = summary["final"]
+    if f.get("low_confidence") is None:
+        return "Detection confidence: not recorded."
+    if f["low_confidence"]:
+        return (f"**Warning: low detection confidence.** The scores the suspicious set is drawn from do not fall "
+                f"clearly into two modes (separation {f['split_separation']:.2f} < 2, or no target label stood "
+                f"out): the split may miss poisoned samples, and V&B may not have removed the backdoor.")
+    return f"Detection confidence: the split's scores separate clearly (separation {f['split_separation']:.2f})."
 
 
 def _target_class_line(summary: dict) -> str:

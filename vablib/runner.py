@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -210,4 +211,8 @@ def run_command(run_dir, params: dict, only=None, notebook_dir: Path = NOTEBOOK_
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    summary = Path(run_dir) / "summary.json"
+    if summary.is_file() and (json.loads(summary.read_text()).get("final") or {}).get("low_confidence"):
+        print(f"warning: low detection confidence at the end of this run; see {Path(run_dir) / 'report.md'}.",
+              file=sys.stderr)
     return 0

@@ -75,7 +75,6 @@ class VabTrainer:
         return self.tracker.suspicious
 
     # ------------------------------------------------------------------ victim
-
     def train_victim(self, indices: torch.Tensor, warmup: bool = False) -> dict:
         steps = self.schedule.victim_steps(len(indices), warmup)
         seed = draw_seed(stream(self.seed, "victim", self.victim.trainings))
@@ -94,7 +93,7 @@ class VabTrainer:
         quality = detection_metrics(self.suspicious, self.poisoned, suspicion=-self.tracker.ema)
         quality["n_victim_set"] = int(self.tracker.victim_set.sum())
         quality["inferred_target"] = self.tracker.target
-        return quality
+        return {**quality, **self.tracker.confidence()}
 
     def _victim_phase(self, phase: str) -> None:
         """The warm-up or the rounds, in `schedule.victim_plan`'s order. A training's figures go
@@ -117,7 +116,6 @@ class VabTrainer:
         return quality
 
     # ------------------------------------------------------------------ beneficiary
-
     def _views(self, raw: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
         """Two augmented, normalised views of a raw batch (the same plain view twice without augmentation)."""
         if self.train_cfg.augment:
@@ -155,8 +153,7 @@ class VabTrainer:
                              indices=indices)
 
     def mix_epoch(self, epoch: int) -> dict:
-        """AttentionMix on the credible set: one no-grad pass for the attention maps of both views,
-        one training pass on the mixed batch."""
+        """AttentionMix on the credible set: two views of each image, mixed, one training pass."""
         gen = stream(self.seed, "beneficiary", epoch)
         batches = self._batches(torch.nonzero(~self.suspicious).flatten().cpu(), draw_seed(gen))
         self.beneficiary.train()
@@ -206,7 +203,6 @@ class VabTrainer:
         return {"loss": check_finite(loss_sum, f"suppression epoch {epoch}") / max(len(lab), 1), "lambda_u": lam}
 
     # ------------------------------------------------------------------ driving the phases
-
     def evaluate(self) -> dict:
         return {**backdoor_metrics(self.beneficiary, self.normalize, **self.eval_tensors), **self.split_quality()}
 
@@ -253,7 +249,6 @@ class VabTrainer:
         return rec
 
     # ------------------------------------------------------------------ checkpoints
-
     def state_dict(self) -> dict:
         return {"settings_json": json.dumps(self.settings), "epoch": self.epoch,
                 "phases_done": list(self.phases_done), "victim": self.victim.state_dict(),

@@ -1,0 +1,184 @@
+"""Target inference that abstains or changes its mind, the fall-back to every label, the
+confidence a defender can compute without the ground truth, and Fashion-MNIST offline."""
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from vablib import data, detection
+from vablib.config import VabConfig
+from vablib.errors import ConfigError, DataFormatError, DataNotFoundError
+
+LABELS, PER_LABEL = 5, 200
+
+
+def _scores(modes: dict, seed: int = 0):
+    """Entropies of LABELS × PER_LABEL samples whose log is N(−2, 0.3) (clean, unsure) except
+    where `modes` says otherwise: label → (how many of its samples, log-entropy centre)."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(LABELS * PER_LABEL) // PER_LABEL
+    log_h = -2.0 + 0.3 * torch.randn(len(labels), generator=gen, dtype=torch.float64)
+    for label, (count, centre) in modes.items():
+        idx = torch.nonzero(labels == label).flatten()[:count]
+        log_h[idx] = centre + 0.3 * torch.randn(count, generator=gen, dtype=torch.float64)
+    return torch.exp(log_h).float(), labels
+
+
+def _tracker(labels, **kw):
+    return detection.EntropyTracker(split="hybrid", target_labels=labels, **{"target_rule": "separation", **kw})
+
+
+def test_separated_target_abstains_unless_the_best_label_leads_by_the_margin():
+    seps = torch.tensor([1.0, 1.5, 6.0, 1.2], dtype=torch.float64)
+    lead = float(seps[2] - seps[1])
+    assert detection.separated_target(seps, margin=lead - 0.1) == 2
+    assert detection.separated_target(seps, margin=lead + 0.1) == -1
+    level = torch.full((4,), 3.0, dtype=torch.float64)  # every label alike: an all-to-all attack, or no trigger
+    assert detection.separated_target(level, margin=0.5) == -1
+
+
+def test_separation_is_large_for_two_modes_small_for_one_and_ignores_a_few_outliers():
+    gen = torch.Generator().manual_seed(1)
+    one = torch.randn(400, generator=gen, dtype=torch.float64)
+    two = torch.cat([one[:200] - 8.0, one[200:]])
+    assert detection.separation(one) < detection.CLEAR_SEPARATION < detection.separation(two)
+    outliers = one.clone()
+    outliers[:3] = -40.0  # under MIN_MODE_WEIGHT of the samples
+    assert 3 / len(outliers) < detection.MIN_MODE_WEIGHT
+    assert detection.separation(outliers) < detection.CLEAR_SEPARATION
+
+
+def test_target_is_the_bimodal_label_not_a_clean_class_the_victim_is_sure_of():
+    # label 3: half its samples poisoned, far below; label 1: a clean class sure as a whole (one low mode)
+    scores, labels = _scores({3: (100, -8.0), 1: (PER_LABEL, -5.0)})
+    poisoned = (labels == 3) & (torch.arange(len(labels)) % PER_LABEL < 100)
+    votes, sep = _tracker(labels, target_rule="votes"), _tracker(labels)
+    for _ in range(3):
+        votes.update(scores)
+        sep.update(scores)
+    assert torch.equal(sep.victim_set, votes.victim_set)  # the rule never changes the victim's set
+    assert bool(sep.victim_set[labels == 1].all())  # the easy class is in the victim's set...
+    assert votes.target == 1 and not bool(votes.suspicious[poisoned].any())  # ...and wins the votes
+    assert sep.target == 3 and bool(sep.suspicious[poisoned].all())
+    assert bool((labels[sep.suspicious] == 3).all())
+    conf = sep.confidence()
+    assert not conf["low_confidence"] and conf["split_separation"] == pytest.approx(float(sep.separations[3]), abs=1e-3)
+
+
+def test_target_changes_its_mind_when_another_label_stands_out():
+    early, labels = _scores({2: (100, -8.0)})
+    late, _ = _scores({4: (100, -8.0)}, seed=1)
+    tracker = _tracker(labels, weight_new=1.0)  # no smoothing: each scoring alone
+    tracker.update(early)
+    assert tracker.target == 2
+    tracker.update(late)
+    assert tracker.target == 4
+    votes = _tracker(labels, weight_new=1.0, target_rule="votes")
+    votes.update(early)
+    votes.update(late)
+    assert votes.target == 2  # one vote each: a tie keeps the first
+
+
+def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():
+    # labels 1 and 3 each hold a low mode of the same size: no label stands out
+    scores, labels = _scores({1: (100, -8.0), 3: (100, -8.0)})
+    tracker, free = _tracker(labels), detection.EntropyTracker(split="hybrid")
+    for _ in range(2):
+        tracker.update(scores)
+        free.update(scores)
+    assert tracker.target == -1
+    assert torch.equal(tracker.suspicious, free.suspicious)
+    low = (labels == 1) | (labels == 3)
+    assert bool(tracker.suspicious[low & (torch.arange(len(labels)) % PER_LABEL < 100)].all())
+    assert tracker.confidence()["low_confidence"]
+
+
+def test_confidence_is_low_on_one_mode_and_high_on_two_without_labels():
+    unimodal, _ = _scores({})
+    bimodal, _ = _scores({0: (100, -8.0), 1: (100, -8.0)})
+    flat, apart = detection.EntropyTracker(split="hybrid"), detection.EntropyTracker(split="hybrid")
+    flat.update(unimodal)
+    apart.update(bimodal)
+    assert flat.confidence()["low_confidence"] and flat.confidence()["separation"] < detection.CLEAR_SEPARATION
+    assert not apart.confidence()["low_confidence"]
+    assert apart.confidence()["separation"] > detection.CLEAR_SEPARATION
+    assert "target_margin" not in apart.confidence()  # no labels, no target
+
+
+def test_tracker_state_keeps_the_target_and_the_confidence():
+    scores, labels = _scores({3: (100, -8.0)})
+    tracker = _tracker(labels)
+    tracker.update(scores)
+    other = _tracker(labels)
+    other.load_state_dict(tracker.state_dict())
+    assert other.target == tracker.target == 3 and other.confidence() == tracker.confidence()
+
+
+def test_config_names_the_old_rule_and_rejects_bad_values():
+    cfg = VabConfig(target_inference="separation")
+    tracker = detection.EntropyTracker.from_config(cfg, torch.arange(10) % 2)
+    assert tracker.target_rule == "separation" and VabConfig().target_inference == "votes"
+    with pytest.raises(ConfigError, match="target_inference"):
+        VabConfig(target_inference="majority")
+    with pytest.raises(ConfigError, match="target_margin"):
+        VabConfig(target_margin=-1.0)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST, offline
+
+def _write_idx(path, array: np.ndarray):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_fashion(folder, n_train=12, n_test=5):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = data.FASHION_MNIST_FILES[split]
+        arrays[split] = (rng.integers(0, 256, (n, 28, 28)), np.arange(n) % 10)
+        _write_idx(folder / f"{images}.gz", arrays[split][0])
+        _write_idx(folder / f"{labels}.gz", arrays[split][1])
+    return arrays
+
+
+def test_fashion_mnist_reads_idx_files_and_keeps_the_first_images(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    arrays = _fake_fashion(tmp_path / "fm")
+    ds = data.load_dataset("fashion_mnist", tmp_path / "fm", train_size=7, test_size=3)
+    assert ds.x_train.shape == (7, 28, 28, 1) and ds.x_test.shape == (3, 28, 28, 1)
+    assert np.array_equal(ds.x_train[..., 0], arrays["train"][0][:7]) and np.array_equal(ds.y_test, arrays["test"][1][:3])
+    assert ds.classes == data.FASHION_MNIST_CLASSES and ds.x_train.flags.writeable
+
+
+def test_fashion_mnist_absent_names_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_dataset("fashion_mnist", tmp_path / "empty")
+
+
+def test_subset_sizes_are_checked_before_loading(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    with pytest.raises(ConfigError, match="train_size"):  # not DataNotFoundError: checked first
+        data.load_dataset("fashion_mnist", tmp_path / "empty", train_size=0)
+    _fake_fashion(tmp_path / "fm")
+    with pytest.raises(ConfigError, match=r"test_size must be None .* in \[1, 5\]"):
+        data.load_dataset("fashion_mnist", tmp_path / "fm", test_size=6)
+
+
+def test_idx_with_a_wrong_header_is_refused(tmp_path):
+    bad = tmp_path / "bad-idx3-ubyte"
+    bad.write_bytes(bytes([0, 0, 0x08, 1]) + (10).to_bytes(4, "big") + b"\0" * 4)
+    with pytest.raises(DataFormatError, match="header says"):
+        data.read_idx(bad)
+
+
+@pytest.mark.skipif(data.fashion_mnist_folder(data.DEBIAN_FASHION_MNIST) is None,
+                    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+def test_debian_fashion_mnist_loads_offline(tmp_path):
+    ds = data.load_dataset("fashion_mnist", tmp_path / "no-data-here", train_size=6000, test_size=1000)
+    assert ds.x_train.shape == (6000, 28, 28, 1) and ds.x_test.shape == (1000, 28, 28, 1)
+    assert ds.num_classes == 10 and len(np.unique(ds.y_train)) == 10
