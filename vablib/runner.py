@@ -63,12 +63,26 @@ def series(notebook_dir: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> 
     return books
 
 
-def declared_parameters(notebook: Path) -> dict:
-    """papermill's view of the `parameters` cell: {name: {"inferred_type_name", "default", "help"}},
-    the default as source text."""
-    import papermill as pm
+def _code_cells(notebook: Path) -> list[dict]:
+    """The notebook's code cells as JSON (not through nbformat, whose schema checks take seconds to import)."""
+    return [c for c in json.loads(Path(notebook).read_text())["cells"] if c["cell_type"] == "code"]
 
-    return pm.inspect_notebook(str(notebook))
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def declared_parameters(notebook: Path) -> dict:
+    """The `parameters` cell's `name: type = default` lines, as papermill reads them:
+    {name: {"inferred_type_name": type, "default": the default's source text}}."""
+    cell = next((c for c in _code_cells(notebook) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    text = _source(cell)
+    return {node.target.id: {"inferred_type_name": ast.unparse(node.annotation),
+                             "default": ast.get_source_segment(text, node.value)}
+            for node in ast.parse(text).body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None}
 
 
 def check_params(params: dict, notebooks: list[Path] | None = None) -> None:
@@ -128,13 +142,11 @@ def _check_configs(values: dict, notebooks: list[Path]) -> None:
 def _attacks_registered_in(notebooks: list[Path]) -> dict[str, bool]:
     """Attacks that a notebook registers when it runs, `custom_attack("name", ...)` with a literal
     name: {name: clean_label}."""
-    import nbformat
-
     found = {}
     for nb in notebooks:
-        for cell in nbformat.read(nb, as_version=4).cells:
+        for cell in _code_cells(nb):
             try:
-                tree = ast.parse(cell.source if cell.cell_type == "code" else "")
+                tree = ast.parse(_source(cell))
             except SyntaxError:  # IPython syntax (magics)
                 continue
             for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):

@@ -14,10 +14,20 @@ from . import builtin as _builtin  # noqa: F401  (registers the six attacks)
 from .artifact import PoisonedData
 from .builtin import ATTACKS, CPU_SETTINGS
 from .config import MODES, AttackConfig
-from .gallery import (attack_gallery, interactive_gallery, label_shift_figure, overview_gallery, poison_summary,
-                      poison_table, poisoned_examples, preview)
 from .poison import choose_indices, generate, poisoned_labels, recorded_dataset
 from .registry import BUDGETS, Attack, Trigger, available_attacks, custom_attack, get_attack
+
+# the figures load matplotlib and seaborn: imported when first used, so a parameter check stays quick
+_GALLERY = ("attack_gallery", "interactive_gallery", "label_shift_figure", "overview_gallery", "poison_summary",
+            "poison_table", "poisoned_examples", "preview")
+
+
+def __getattr__(name: str):
+    if name in _GALLERY:
+        from . import gallery
+
+        return getattr(gallery, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ATTACKS", "BUDGETS", "CPU_SETTINGS", "MODES", "Attack", "AttackConfig", "PoisonedData", "Trigger", "attack_gallery",
