@@ -54,7 +54,7 @@ def run_row(run_dir: Path, given: dict | None = None) -> dict | None:
         for m in METRICS:
             row[f"{kind}_{m}"] = values.get(m)
         row[f"seconds_{kind}"] = values.get("seconds")
-    for k in ("precision", "recall", "auroc"):
+    for k in ("precision", "recall", "auroc", "low_confidence"):
         row[f"detection_{k}"] = final.get(k)
     for phase, seconds in (summary.get("seconds_per_phase") or {}).items():
         row[f"seconds_{phase}"] = seconds
