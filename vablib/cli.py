@@ -17,8 +17,12 @@ from .errors import BadInputError
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m vablib", description="vablib command line")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", add_help=False, help="execute the notebook series into one run folder "
-                   "(python -m vablib run --help)")
+    r = sub.add_parser("run", help="execute the notebook series with papermill into one run folder")
+    r.add_argument("--run-dir", required=True, help="the run folder (created if missing; reruns resume)")
+    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a notebook parameter, e.g. -p attack blended -p epochs 30 (repeatable)")
+    r.add_argument("--only", nargs="+", help="run only the notebooks whose names start with these, e.g. 00 01")
+    r.add_argument("--notebooks", help="folder holding the notebook series (default: the kit's)")
     s = sub.add_parser("sweep", help="run a grid of parameters, one run folder per point, on Dask")
     s.add_argument("grid", help="YAML file: fixed: {name: value}, axes: {name: [values]}")
     s.add_argument("--out", required=True, help="the sweep folder (rerunning the command resumes it)")
@@ -60,12 +64,15 @@ def sweep_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["run"]:
-        from .runner import main as run_main
-
-        return run_main(argv)
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        from pathlib import Path
+
+        from . import runner
+
+        params = {k: runner.parse_value(v) for k, v in args.param}
+        return runner.run_command(args.run_dir, params, args.only,
+                                  Path(args.notebooks) if args.notebooks else runner.NOTEBOOK_DIR)
     try:
         if args.command == "sweep":
             return sweep_command(args)

@@ -10,7 +10,6 @@ the traceback, in one line. Exit code 2 for bad input (`vablib.errors.BadInputEr
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import json
@@ -195,20 +194,6 @@ def run_series(run_dir: str | os.PathLike, params: dict | None = None, only: lis
         except pm.PapermillExecutionError as exc:
             raise NotebookFailed(nb.stem, exc.ename, exc.evalue, out_dir / nb.name) from None
     return run_dir
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vablib", description="vablib command line")
-    sub = ap.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="execute the notebook series with papermill into one run folder")
-    r.add_argument("--run-dir", required=True, help="the run folder (created if missing; reruns resume)")
-    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="a notebook parameter, e.g. -p attack blended -p epochs 30 (repeatable)")
-    r.add_argument("--only", nargs="+", help="run only the notebooks whose names start with these, e.g. 00 01")
-    r.add_argument("--notebooks", default=str(NOTEBOOK_DIR), help="folder holding the notebook series")
-    args = ap.parse_args(argv)
-    params = {k: parse_value(v) for k, v in args.param}
-    return run_command(args.run_dir, params, args.only, Path(args.notebooks))
 
 
 def run_command(run_dir, params: dict, only=None, notebook_dir: Path = NOTEBOOK_DIR) -> int:
