@@ -34,7 +34,7 @@ from common import DEFAULT_DATA, load_data, poisoned
 DATA_PROFILES = {"digits": "demo", "cifar10_subset": "cpu", "fashion_mnist": "cpu"}
 RULES = {  # name: VabConfig overrides of the tracker (on top of the profile's)
     "votes": {"target_inference": "votes"},
-    "separation": {},  # the defaults
+    "separation": {"target_inference": "separation"},
 }
 
 

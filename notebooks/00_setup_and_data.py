@@ -43,6 +43,8 @@ run_dir: str = "../outputs/tutorial"  # the run folder shared by every notebook 
 dataset: str = "digits"  # digits | cifar10 | gtsrb | mnist | fashion_mnist | npz | folder
 data_root: str = "../data"  # folder of torchvision data / ImageFolder root / path of an .npz file
 download: bool = False  # let torchvision download the dataset into data_root (needs internet)
+train_size: int = None  # keep the first this many training images (e.g. 6000 of Fashion-MNIST); None: all
+test_size: int = None  # keep the first this many test images; None: all
 seed: int = 0  # seeds every random choice of the run
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:1 | mps
 progress: bool = True  # show progress bars
@@ -57,8 +59,8 @@ progress: bool = True  # show progress bars
 import vablib
 from vablib import config, data, plots, runio, runstate, utils
 
-cfg = config.SetupConfig(dataset=dataset, data_root=data_root, download=download, seed=seed, device=device,
-                         progress=progress)
+cfg = config.SetupConfig(dataset=dataset, data_root=data_root, download=download, train_size=train_size,
+                         test_size=test_size, seed=seed, device=device, progress=progress)
 dev = cfg.torch_device
 utils.set_cpu_threads()
 utils.seed_everything(cfg.seed)
@@ -75,7 +77,7 @@ print(f"{'run folder':>12}: {run.path.resolve()}")
 # `download = True`.
 
 # %%
-ds = data.load_dataset(cfg.dataset, cfg.data_root, download=cfg.download)
+ds = cfg.load_data()
 summary = ds.summary()
 runio.write_json(run.artifacts / "dataset.json", {**summary, "classes": list(ds.classes)})
 summary

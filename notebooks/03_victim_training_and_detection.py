@@ -47,7 +47,7 @@ device: str = "auto"  # auto | cpu | cuda | mps
 progress: bool = True  # progress bars
 
 # %%
-from vablib import pipeline, plots, runstate
+from vablib import detection, pipeline, plots, runstate
 
 run, trainer = runstate.resume_run(run_dir, device, progress, after=("warmup", "02_victim_warmup_and_entropy"))
 
@@ -65,6 +65,21 @@ scorings
 # %%
 fig = plots.detection_scorings(scorings)
 plots.save_figure(fig, run, "03_detection_scorings")
+fig
+
+# %% [markdown]
+# ## How sure the split is, without the ground truth
+# The figure above needs the poison mask; a defender has only the scores. `split_separation` is
+# how clearly the scores the suspicious set is drawn from (the inferred target label's) fall into
+# two modes; `separation` is the same over every sample, and `target_margin` the inferred label's
+# lead over the runner-up. Below the dashed line the split is low-confidence: the report and the
+# runner then warn that V&B may not have removed the backdoor.
+
+# %%
+fig = plots.detection_confidence(scorings, detection.CLEAR_SEPARATION)
+plots.save_figure(fig, run, "03_detection_confidence")
+if scorings["low_confidence"].iloc[-1]:
+    print("Warning: the last split is low-confidence (its scores do not separate clearly).")
 fig
 
 # %% [markdown]

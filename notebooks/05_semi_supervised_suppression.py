@@ -135,4 +135,4 @@ summary = pipeline.summarize(trainer)
 {k: summary[k] for k in ("final", "best_acc_epoch", "no_defense", "seconds_per_phase")}
 
 # %% [markdown]
-# Next: **06_evaluation_report**.
+# Next: **06_defense_comparison**, other defenses on the same data, then **07_evaluation_report**.

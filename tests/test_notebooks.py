@@ -2,15 +2,20 @@
 `make demo`; asserts on what the notebooks wrote. The checks before notebook 00 and the one-line
 errors are in test_runner.py."""
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vablib import runner
 from vablib.config import VAB_PROFILES, VabConfig
 
 
-SMOKE = {"device": "cpu", "progress": False, "profile": "demo", "epochs": 2, "victim_warmup_samples": 1000,
-         "beneficiary_milestones": (0.5,)}  # a tuple, as `-p beneficiary_milestones "(0.5,)"` gives it
+SMOKE = {"device": "cpu", "progress": False, "profile": "demo", "epochs": 3, "victim_warmup_samples": 1000,
+         "beneficiary_milestones": (0.5,),  # a tuple, as `-p beneficiary_milestones "(0.5,)"` gives it
+         # ABL, the example registered in notebook 06's cell, and one from a defense file
+         "defenses": ["none", "abl", "train_on_half", "second_half"],
+         "defense_file": str(Path(__file__).resolve().parent / "example_defense.py")}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def test_series_writes_config_figures_and_executed_notebooks(smoke_run):
 @pytest.mark.slow
 def test_series_writes_summary_in_range_and_report(smoke_run):
     summary = json.loads((smoke_run / "summary.json").read_text())
-    assert summary["complete"] and summary["epochs_done"] == 2
+    assert summary["complete"] and summary["epochs_done"] == 3
     for block in ("final", "best_acc_epoch"):
         for k in ("acc", "asr", "ra", "precision", "recall", "fpr", "f1", "auroc"):
             assert 0.0 <= summary[block][k] <= 1.0, (block, k)
@@ -51,12 +56,35 @@ def test_series_writes_summary_in_range_and_report(smoke_run):
     nd = summary["no_defense"]
     assert nd is not None and 0.0 <= nd["acc"] <= 1.0 and 0.0 <= nd["asr"] <= 1.0
     rows = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert len(summary["final"]["class_acc"]) == 10 and all(0.0 <= a <= 1.0 for a in summary["final"]["class_acc"])
     report = (smoke_run / "report.md").read_text()
-    assert "| V&B (final, epoch 2) |" in report and "no defense" in report
+    assert "| V&B (final, epoch 3) |" in report and "no defense" in report
     target = summary["config"]["target_label"]
     assert f"target class {target}: V&B {100 * summary['final']['class_acc'][target]:.1f}%" in report
+
+
+@pytest.mark.slow
+def test_every_defense_is_scored_on_the_runs_data_and_reaches_the_report(smoke_run):
+    results = json.loads((smoke_run / "artifacts" / "defenses.json").read_text())
+    assert [r["defense"] for r in results] == ["vab", "none", "abl", "train_on_half", "second_half"]
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    by_name = {r["defense"]: r for r in results}
+    assert by_name["vab"]["acc"] == summary["final"]["acc"] and by_name["none"]["asr"] == summary["no_defense"]["asr"]
+    poisoned = np.load(smoke_run / "artifacts" / "poisoned.npz")["poison_mask"]
+    half = len(poisoned) // 2
+    iso = by_name["second_half"]["isolation"]  # isolates the first half: scored against the ground truth
+    assert iso["n_isolated"] == half and iso["recall"] == pytest.approx(poisoned[:half].sum() / poisoned.sum())
+    assert by_name["abl"]["isolation"]["n_isolated"] == int(0.01 * len(poisoned))
+    report = (smoke_run / "report.md").read_text()
+    for r in results[2:]:
+        assert f"| {r['label']} | {100 * r['acc']:.1f}% | {100 * r['asr']:.1f}% |" in report
+    assert "ABL isolated 14 samples" in report
+    for fig in ("06_defenses.png", "06_defense_classes.png"):
+        assert (smoke_run / "figures" / fig).stat().st_size > 5_000
+    before = (smoke_run / "artifacts" / "defenses.json").read_text()
+    runner.run_series(smoke_run, SMOKE, only=["06"], log=lambda *a: None)  # reuses every result (their seconds too)
+    assert (smoke_run / "artifacts" / "defenses.json").read_text() == before
 
 
 @pytest.mark.slow

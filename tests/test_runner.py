@@ -24,6 +24,13 @@ from vablib.errors import BadInputError, ConfigError
     ({"progress": 1}, "progress"),
     ({"epochz": 3}, "declared by none"),
     ({"dataset": "npz", "data_root": "missing.npz"}, "missing.npz does not exist"),
+    ({"train_size": 0}, "train_size"),  # 00: the data's size
+    ({"defenses": ["none", "dbd"]}, "unknown defense 'dbd'"),  # 06: the defenses and ABL's settings
+    ({"defenses": "abl"}, "must be a list"),
+    ({"abl": {"gamma": -1}}, "abl gamma"),
+    ({"abl": {"isolation_rate": 0.1}}, "not known"),
+    ({"epochs": 2}, "no fine-tuning epoch"),
+    ({"defense_file": "nope.py"}, "not a Python file"),
 ])
 def test_check_params_refuses_a_bad_value_of_any_stage_before_anything_runs(tmp_path, params, named):
     with pytest.raises(BadInputError, match=named):
@@ -41,6 +48,12 @@ def test_check_params_accepts_good_values_and_the_notebooks_own_attacks():
     registered = "corner_cross" in attacks.available_attacks()
     runner.check_params({"attack": "corner_cross"})
     assert ("corner_cross" in attacks.available_attacks()) == registered
+    # notebook 06 registers train_on_half the same way
+    from vablib import defenses
+
+    registered = "train_on_half" in defenses.available_defenses()
+    runner.check_params({"defenses": ["abl", "train_on_half"]})
+    assert ("train_on_half" in defenses.available_defenses()) == registered
 
 
 def test_bad_input_errors_are_the_ones_that_exit_with_2():

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from vablib import runio, shared, sweep, table, utils
@@ -144,11 +145,11 @@ def test_values_that_would_share_a_folder_are_refused(tmp_path):
 
 
 def test_a_changed_grid_on_an_earlier_sweep_folder_is_refused(tmp_path):
-    grid = sweep.parse_grid({"fixed": {**TINY, "epochs": 2}, "axes": {"seed": [0]}})
+    grid = sweep.parse_grid({"fixed": {**TINY, "epochs": 3}, "axes": {"seed": [0]}})
     earlier = {"seed-0": {"params": sweep.points(grid, tmp_path)[0].params}}
     runio.write_json(tmp_path / sweep.STATUS, {"points": earlier})
     sweep.check_points(sweep.points(grid, tmp_path), tmp_path)  # the same grid resumes
-    grid["fixed"]["epochs"] = 3
+    grid["fixed"]["epochs"] = 5
     with pytest.raises(ConfigError, match=r"other values of \['epochs'\]"):
         sweep.check_points(sweep.points(grid, tmp_path), tmp_path)
 
@@ -282,6 +283,29 @@ def test_the_table_holds_the_runs_numbers_grouped_by_all_but_seed(tmp_path):
     assert expected in text
     assert "| blended | 1 | 70.0 | 90.0 |" in text  # one complete run: no std; the incomplete one left out
     assert paths["acc_vs_asr.png"].stat().st_size > 5_000
+
+
+def test_other_defenses_get_their_columns_and_table_cells(tmp_path):
+    for seed, abl_acc in ((0, 0.6), (1, 0.7)):
+        run = tmp_path / f"attack-badnets__seed-{seed}"
+        fake_run(run, "badnets", seed, 0.8, 0.02, 1.0)
+        runio.write_json(run / "artifacts" / "defenses.json", [
+            {"defense": "vab", "acc": 0.8, "asr": 0.02, "ra": 0.9},  # summary.json's: not repeated
+            {"defense": "abl", "acc": abl_acc, "asr": 0.5, "ra": 0.3, "seconds": 7.0,
+             "isolation": {"precision": 0.25, "recall": 0.1, "n_isolated": 14}},
+            {"defense": "my_own", "acc": 0.5, "asr": 0.1, "ra": 0.4, "seconds": 2.0, "isolation": None}])
+    paths = table.write_tables(tmp_path)
+    runs = table.load_runs(tmp_path).set_index("run")
+    assert table.other_defenses(runs) == ["abl", "my_own"] and "defense_vab_acc" not in runs
+    row = runs.loc["attack-badnets__seed-1"]
+    assert (row["defense_abl_acc"], row["defense_abl_isolation_recall"], row["seconds_defense_abl"]) == (0.7, 0.1, 7.0)
+    assert pd.isna(row["defense_my_own_isolation_precision"])
+    assert "defense_abl_acc" not in table.parameter_columns(runs.reset_index())
+    text = paths["table.md"].read_text()
+    assert "| abl ACC |" in text and "| my own ACC |" in text and "| abl isolation PRECISION |" in text
+    heads = [h.strip() for h in text.splitlines()[4].strip("|").split("|")]
+    cells = [c.strip() for c in text.splitlines()[6].strip("|").split("|")]
+    assert cells[heads.index("abl ACC")] == f"{100 * statistics.mean([0.6, 0.7]):.1f} ± {100 * statistics.stdev([0.6, 0.7]):.1f}"
 
 
 def test_the_sweep_notebook_is_outside_the_series_synced_and_without_outputs():

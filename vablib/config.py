@@ -92,20 +92,30 @@ class SetupConfig:
     dataset: str = "digits"
     data_root: str = "data"
     download: bool = False
+    train_size: int | None = None  # the first images of each split; None: all
+    test_size: int | None = None
     seed: int = 0
     device: str = "auto"
     progress: bool = True
 
     def __post_init__(self):
-        from .data import DATASETS
+        from .data import DATASETS, check_sizes
         from .utils import get_device
 
         check_choice("dataset", self.dataset, DATASETS)
         check_str("data_root", self.data_root)
         check_bool("download", self.download)
+        check_sizes(self.train_size, self.test_size)
         check_int("seed", self.seed, 0)
         check_bool("progress", self.progress)
         get_device(self.device)  # raises if unknown or unavailable
+
+    def load_data(self):
+        """The dataset these settings name (`vablib.data.load_dataset`)."""
+        from .data import load_dataset
+
+        return load_dataset(self.dataset, self.data_root, self.download, train_size=self.train_size,
+                            test_size=self.test_size)
 
     @property
     def torch_device(self) -> torch.device:

@@ -12,6 +12,7 @@ import torch
 
 from . import runio
 from .attentionmix import attention_maps, attention_mix
+from .defenses import REFERENCES
 from .errors import DataNotFoundError
 from .vab import PHASES, VabTrainer
 
@@ -83,6 +84,7 @@ def summarize(trainer: VabTrainer) -> dict:
         "best_acc_epoch": {k: best.get(k) for k in ("epoch", *keys)},
         "no_defense": _optional_json(trainer.run, "baseline.json"),
         "clean_floor": _optional_json(trainer.run, "clean_floor.json"),
+        "defenses": _other_defenses(trainer.run),
         "detection_scorings": trainer.scorings,
         "seconds_per_phase": trainer.timings,
         "split_mode": trainer.vab_cfg.split,
@@ -94,11 +96,19 @@ def summarize(trainer: VabTrainer) -> dict:
     return summary
 
 
+def _other_defenses(run) -> list[dict]:
+    """The results of notebook 06 (artifacts/defenses.json) for defenses other than V&B and the
+    baselines, which summary.json holds already."""
+    found = _optional_json(run, "defenses.json") or []
+    return [r for r in found if r["defense"] not in REFERENCES]
+
+
 def comparison_frame(summary: dict) -> pd.DataFrame:
-    """Tidy ACC/ASR/RA rows for V&B (final), no defense and the clean floor, where available."""
+    """Tidy ACC/ASR/RA rows for V&B (final), no defense, the clean floor and notebook 06's other
+    defenses, where available."""
     rows = []
     models = [("V&B", summary["final"]), ("no defense", summary.get("no_defense")),
-              ("clean floor", summary.get("clean_floor"))]
+              ("clean floor", summary.get("clean_floor"))] + [(r["label"], r) for r in summary.get("defenses") or []]
     for name, values in models:
         for metric in ("acc", "asr", "ra"):
             if values and values.get(metric) is not None:
@@ -124,7 +134,9 @@ def write_report(run, summary: dict, figures: list[str]) -> str:
         f"| V&B (best ACC, epoch {b['epoch']}) | {pct(b['acc'])} | {pct(b['asr'])} | {pct(b['ra'])} |",
         f"| no defense | {pct(nd.get('acc'))} | {pct(nd.get('asr'))} | {pct(nd.get('ra'))} |",
         f"| clean model (ASR floor) | {pct(cf.get('acc'))} | {pct(cf.get('asr'))} | {pct(cf.get('ra'))} |",
+        *[f"| {r['label']} | {pct(r['acc'])} | {pct(r['asr'])} | {pct(r['ra'])} |" for r in summary.get("defenses") or []],
         "",
+        *_isolation_lines(summary),
         "Detection at the end (suspicious set vs the true poison mask): "
         f"precision {f['precision']:.3f}, recall {f['recall']:.3f}, FPR {f['fpr']:.3f}, F1 {f['f1']:.3f}, "
         f"AUROC {f['auroc']:.3f}; {f['n_suspicious']} suspicious / {f['n_credible']} credible.",
@@ -139,6 +151,13 @@ def write_report(run, summary: dict, figures: list[str]) -> str:
     text = "\n".join(lines) + "\n"
     runio.atomic_write_bytes(run.path / "report.md", text.encode())
     return text
+
+
+def _isolation_lines(summary: dict) -> list[str]:
+    isolating = [r for r in summary.get("defenses") or [] if r.get("isolation")]
+    return [f"{r['label']} isolated {r['isolation']['n_isolated']} samples: precision "
+            f"{r['isolation']['precision']:.3f}, recall {r['isolation']['recall']:.3f}." for r in isolating] + \
+        ([""] if isolating else [])
 
 
 def _confidence_line(summary: dict) -> str:

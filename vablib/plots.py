@@ -124,6 +124,22 @@ def detection_scorings(df: pd.DataFrame):
     return fig
 
 
+def detection_confidence(df: pd.DataFrame, clear: float = 2.0):
+    """What the defender sees without the ground truth, after each scoring (columns: scoring,
+    split_separation, and separation / target_margin where recorded): how clearly the split's
+    scores fall into two modes (Ashman's D), with the line below which the kit warns."""
+    theme()
+    cols = [c for c in ("split_separation", "separation", "target_margin") if c in df]
+    long = df.melt(id_vars="scoring", value_vars=cols, var_name="measure", value_name="D")
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sns.lineplot(data=long, x="scoring", y="D", hue="measure", marker="o", ax=ax)
+    ax.axhline(clear, color="black", ls="--", lw=1)
+    ax.text(ax.get_xlim()[0], clear, " low confidence below", va="bottom", fontsize=8)
+    ax.set_ylabel("separation (Ashman's D)")
+    fig.tight_layout()
+    return fig
+
+
 def training_curves(df: pd.DataFrame, metrics=("acc", "asr", "ra"), baseline: dict | None = None):
     """Per-epoch curves from metrics.jsonl rows; dashed lines show the no-defense baseline."""
     theme()
@@ -142,14 +158,15 @@ def training_curves(df: pd.DataFrame, metrics=("acc", "asr", "ra"), baseline: di
     return fig
 
 
-def class_accuracy(df: pd.DataFrame):
-    """Heatmap of per-class test accuracy over epochs (columns: epoch, class, acc): shows a class
-    that a defense sacrifices, which the mean ACC hides."""
+def class_accuracy(df: pd.DataFrame, columns: str = "epoch"):
+    """Heatmap of per-class test accuracy (columns: class, acc and `columns`, e.g. epoch or
+    defense): shows a class that a defense sacrifices, which the mean ACC hides."""
     theme()
-    grid = df.pivot(index="class", columns="epoch", values="acc").reindex(df["class"].unique())
+    grid = df.pivot(index="class", columns=columns, values="acc").reindex(df["class"].unique())
+    grid = grid[list(dict.fromkeys(df[columns]))]  # columns in the frame's order
     fig, ax = plt.subplots(figsize=(min(14, 2.5 + 0.22 * grid.shape[1]), 0.9 + 0.3 * grid.shape[0]))
     sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "test accuracy"}, ax=ax)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(columns)
     ax.set_ylabel("")
     fig.tight_layout()
     return fig

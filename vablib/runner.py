@@ -119,8 +119,8 @@ def _is_a(value, kind: str) -> bool:
 
 def _check_configs(values: dict, notebooks: list[Path]) -> None:
     """Build each stage's config as its notebook does, from the values of its fields."""
-    from . import attacks, config
-    from .data import load_dataset
+    from . import attacks, config, defenses
+    from .abl import AblConfig
     from .shared import load_attack_file
     from .utils import get_device
 
@@ -132,16 +132,21 @@ def _check_configs(values: dict, notebooks: list[Path]) -> None:
     with attacks.registry.stand_ins(_attacks_registered_in(notebooks)):
         attack = attacks.AttackConfig(**given(attacks.AttackConfig))
         if not setup.download:  # the data's own checks (missing file, label range, pool sizes)
-            attack.validate_for(load_dataset(setup.dataset, setup.data_root))
+            attack.validate_for(setup.load_data())
     device, profile = get_device(values.get("device", "auto")), values.get("profile", "auto")
-    config.TrainConfig.from_profile(profile, device, **given(config.TrainConfig))
+    train_cfg = config.TrainConfig.from_profile(profile, device, **given(config.TrainConfig))
     config.VabConfig.from_profile(profile, device, **given(config.VabConfig))
+    defenses.load_defense_file(values.get("defense_file"))  # registers the defenses it holds
+    if "defenses" in values:
+        with defenses.stand_ins(_defenses_registered_in(notebooks)):
+            names = defenses.check_defenses(values["defenses"])
+        abl = AblConfig.from_params(values.get("abl"))
+        if "abl" in names:
+            abl.epochs(train_cfg.epochs)  # a budget too short for its three phases
 
 
-def _attacks_registered_in(notebooks: list[Path]) -> dict[str, bool]:
-    """Attacks that a notebook registers when it runs, `custom_attack("name", ...)` with a literal
-    name: {name: clean_label}."""
-    found = {}
+def _registrations(notebooks: list[Path], function: str):
+    """The calls `function("name", ...)` with a literal name in the notebooks' code cells."""
     for nb in notebooks:
         for cell in _code_cells(nb):
             try:
@@ -149,11 +154,24 @@ def _attacks_registered_in(notebooks: list[Path]) -> dict[str, bool]:
             except SyntaxError:  # IPython syntax (magics)
                 continue
             for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
-                function = getattr(call.func, "attr", getattr(call.func, "id", None))
-                if function == "custom_attack" and call.args and isinstance(call.args[0], ast.Constant):
-                    clean_label = next((k.value for k in call.keywords if k.arg == "clean_label"), None)
-                    found[call.args[0].value] = isinstance(clean_label, ast.Constant) and clean_label.value is True
+                if getattr(call.func, "attr", getattr(call.func, "id", None)) == function and call.args \
+                        and isinstance(call.args[0], ast.Constant):
+                    yield call
+
+
+def _attacks_registered_in(notebooks: list[Path]) -> dict[str, bool]:
+    """Attacks that a notebook registers when it runs, `custom_attack("name", ...)` with a literal
+    name: {name: clean_label}."""
+    found = {}
+    for call in _registrations(notebooks, "custom_attack"):
+        clean_label = next((k.value for k in call.keywords if k.arg == "clean_label"), None)
+        found[call.args[0].value] = isinstance(clean_label, ast.Constant) and clean_label.value is True
     return found
+
+
+def _defenses_registered_in(notebooks: list[Path]) -> set[str]:
+    """Defenses that a notebook registers when it runs, `custom_defense("name", ...)`."""
+    return {call.args[0].value for call in _registrations(notebooks, "custom_defense")}
 
 
 def plan(params: dict, run_dir: Path, notebooks: list[Path]) -> list[tuple[Path, dict]]:

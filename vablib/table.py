@@ -4,7 +4,9 @@
 
 - runs.csv: one row per run folder with a summary.json: every parameter, V&B's ACC / ASR / RA at
   the end and at the best-ACC epoch, the no-defense and clean-floor ACC / ASR / RA, detection
-  precision / recall / AUROC at the end, seconds per phase, the git commit and the data fingerprint;
+  precision / recall / AUROC at the end, seconds per phase, the git commit and the data fingerprint,
+  and for each other defense of notebook 06 `defense_<name>_<acc|asr|ra>` and its isolated set's
+  `defense_<name>_isolation_<precision|recall>`;
 - table.md: the complete runs grouped by every axis of the sweep but `seed` (without a sweep's
   status file: every parameter that varies, but `seed`), mean ± std and n, V&B next to no defense;
 - acc_vs_asr.png: ACC against ASR, one panel per attack, one mark per run (seed) and model.
@@ -18,11 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import runio
+from .defenses import REFERENCES
 from .errors import DataNotFoundError
 
 METRICS = ("acc", "asr", "ra")
 MODELS = {"vab": "V&B", "no_defense": "no defense", "clean_floor": "clean floor"}
-RESULT_PREFIXES = ("vab_", "no_defense_", "clean_floor_", "detection_", "seconds_")
+RESULT_PREFIXES = ("vab_", "no_defense_", "clean_floor_", "detection_", "seconds_", "defense_")
 RESULT_COLUMNS = {"run", "complete", "epochs_done", "git_commit", "fingerprint"}
 STATUS = "sweep_status.json"  # vablib.sweep.STATUS
 
@@ -56,6 +59,16 @@ def run_row(run_dir: Path, given: dict | None = None) -> dict | None:
         row[f"seconds_{kind}"] = values.get("seconds")
     for k in ("precision", "recall", "auroc", "low_confidence"):
         row[f"detection_{k}"] = final.get(k)
+    others = run_dir / "artifacts" / "defenses.json"  # notebook 06's defenses: defense_<name>_<metric>
+    for result in runio.read_json(others) if others.is_file() else []:
+        name = result["defense"]
+        if name in REFERENCES:  # their columns are above
+            continue
+        for m in METRICS:
+            row[f"defense_{name}_{m}"] = result.get(m)
+        for k in ("precision", "recall"):
+            row[f"defense_{name}_isolation_{k}"] = (result.get("isolation") or {}).get(k)
+        row[f"seconds_defense_{name}"] = result.get("seconds")
     for phase, seconds in (summary.get("seconds_per_phase") or {}).items():
         row[f"seconds_{phase}"] = seconds
     commits = sorted({env.get("git_commit") or "" for env in config.get("environment", {}).values()} - {""})
@@ -78,6 +91,11 @@ def collect(folder: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def other_defenses(runs: pd.DataFrame) -> list[str]:
+    """Names of the defenses besides V&B and the baselines that have columns in runs.csv."""
+    return sorted(c[len("defense_"):-len("_acc")] for c in runs if c.startswith("defense_") and c.endswith("_acc"))
+
+
 def parameter_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c not in RESULT_COLUMNS and not c.startswith(RESULT_PREFIXES)]
 
@@ -92,14 +110,23 @@ def group_columns(runs: pd.DataFrame, folder: str | os.PathLike | None = None) -
 def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Complete runs grouped by `by`: n and mean and std of every V&B, no-defense and detection metric."""
     done = runs[runs["complete"].astype(bool)]
-    metrics = [f"{kind}_{m}" for m in METRICS for kind in ("vab", "no_defense")] + \
-              ["detection_precision", "detection_recall", "detection_auroc"]
+    others = other_defenses(runs)
+    metrics = [f"{kind}_{m}" for m in METRICS for kind in ("vab", "no_defense", *(f"defense_{d}" for d in others))] + \
+              ["detection_precision", "detection_recall", "detection_auroc"] + \
+              [f"defense_{d}_isolation_{k}" for d in others for k in ("precision", "recall")]
     metrics = [m for m in metrics if m in done and done[m].notna().any()]
     grouped = done.groupby(by, dropna=False, sort=False) if by else done.groupby(lambda _: "all")
     out = grouped[metrics].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out.insert(0, "n", grouped.size())
     return out.reset_index() if by else out.reset_index(drop=True)
+
+
+def _head(metric: str) -> str:
+    """A table.md column head: 'V&B ACC', 'detection RECALL', 'abl isolation PRECISION'."""
+    kind, m = metric.rsplit("_", 1)
+    kind = {"vab": "V&B", "no_defense": "no defense"}.get(kind, kind.removeprefix("defense_").replace("_", " "))
+    return f"{kind} {m.upper()}"
 
 
 def markdown(summary: pd.DataFrame, by: list[str], title: str) -> str:
@@ -110,9 +137,8 @@ def markdown(summary: pd.DataFrame, by: list[str], title: str) -> str:
             return "—"
         return f"{100 * mean:.1f}" + ("" if std is None or pd.isna(std) else f" ± {100 * std:.1f}")
 
-    labels = {"vab": "V&B", "no_defense": "no defense", "detection": "detection"}
     metrics = [c[:-5] for c in summary.columns if c.endswith("_mean")]
-    heads = [f"{labels[m.rsplit('_', 1)[0]]} {m.rsplit('_', 1)[1].upper()}" for m in metrics]
+    heads = [_head(m) for m in metrics]
     lines = [f"# {title}", "", f"Complete runs grouped by {', '.join(by) or 'nothing'}: mean ± std over the runs "
              "(seeds) of each group, in percent; n runs.", "",
              "| " + " | ".join([*by, "n", *heads]) + " |", "|" + "---|" * (len(by) + 1 + len(heads))]
@@ -125,8 +151,9 @@ def markdown(summary: pd.DataFrame, by: list[str], title: str) -> str:
 def acc_asr_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Tidy rows (one per run and model) of ACC and ASR for the figure."""
     rows = []
+    others = {f"defense_{d}": d for d in other_defenses(runs)}
     for _, r in runs[runs["complete"].astype(bool)].iterrows():
-        for kind, model in MODELS.items():
+        for kind, model in {**MODELS, **others}.items():
             if pd.notna(r.get(f"{kind}_acc")) and pd.notna(r.get(f"{kind}_asr")):
                 rows.append({"run": r["run"], "attack": r.get("attack"), "seed": r.get("seed"), "model": model,
                              "ACC": 100 * r[f"{kind}_acc"], "ASR": 100 * r[f"{kind}_asr"]})
@@ -134,8 +161,8 @@ def acc_asr_frame(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def acc_asr_figure(runs: pd.DataFrame):
-    """ACC against ASR, one panel per attack, one mark per run and model (V&B, no defense, and
-    the clean floor where trained): a good defense sits top left."""
+    """ACC against ASR, one panel per attack, one mark per run and model (V&B, no defense, the
+    clean floor where trained, and notebook 06's defenses): a good defense sits top left."""
     import seaborn as sns
 
     from .plots import theme

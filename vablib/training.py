@@ -28,8 +28,8 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
-def sgd(model, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4):
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+def sgd(model, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 def adam(model, lr: float = 1e-3, weight_decay: float = 5e-4):
@@ -49,8 +49,10 @@ def check_finite(loss_sum: torch.Tensor, what: str) -> float:
     return value
 
 
-def train_epoch(model, optimizer, batches: BatchIterator, device, amp: bool = True, what: str = "training") -> dict:
-    """One epoch of hard-label cross entropy. Returns mean loss and training accuracy."""
+def train_epoch(model, optimizer, batches: BatchIterator, device, amp: bool = True, what: str = "training",
+                loss_fn=None) -> dict:
+    """One epoch of hard-label cross entropy, or of `loss_fn(logits, labels)` (a batch's scalar
+    loss, e.g. ABL's). Returns mean loss and training accuracy."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -58,7 +60,7 @@ def train_epoch(model, optimizer, batches: BatchIterator, device, amp: bool = Tr
     for x, y, _ in batches:
         with autocast(device, amp):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = (loss_fn or F.cross_entropy)(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

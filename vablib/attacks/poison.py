@@ -103,12 +103,11 @@ def recorded_dataset(run):
     """The dataset notebook 00 chose for this run folder, checked against its recorded fingerprint."""
     from .. import runio
     from ..runstate import recorded_setup
-    from ..data import load_dataset
     from ..errors import DataFormatError
 
     setup = recorded_setup(run)
     recorded = runio.read_json(run.require("artifacts/dataset.json", "00_setup_and_data"))
-    ds = load_dataset(setup.dataset, setup.data_root, download=setup.download)
+    ds = setup.load_data()
     if recorded.get("fingerprint") != ds.fingerprint():
         raise DataFormatError(f"the {setup.dataset} data loaded now (fingerprint {ds.fingerprint()}) differs from the "
                               f"data 00_setup_and_data recorded ({recorded.get('fingerprint')}); rerun 00 or use a "

@@ -14,11 +14,11 @@
 # ---
 
 # %% [markdown]
-# # 06 · Evaluation report
+# # 07 · Evaluation report
 #
-# The last notebook puts V&B next to the no-defense baseline (and, when it was trained, a clean
-# model whose ASR is the natural floor: test errors that happen to land on the target class), shows
-# detection quality, and writes `report.md` in the run folder.
+# The last notebook puts V&B next to the no-defense baseline, the other defenses of notebook 06
+# and, when it was trained, a clean model whose ASR is the natural floor (test errors that happen
+# to land on the target class); it shows detection quality and writes `report.md` in the run folder.
 #
 # - **ACC**: accuracy on the clean test set.
 # - **ASR**: triggered test images of non-target classes classified as the attack's target.
@@ -31,7 +31,7 @@
 # ([docs/method.md](../docs/method.md), "Reporting the final epoch").
 
 # %% tags=["parameters"]
-run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-05
+run_dir: str = "../outputs/tutorial"  # the run folder of notebooks 00-06
 device: str = "auto"  # auto | cpu | cuda | mps
 
 # %%
@@ -43,12 +43,12 @@ run, trainer = runstate.resume_run(run_dir, device, progress=False, after=("supp
 summary = pipeline.summarize(trainer)
 
 # %% [markdown]
-# ## V&B against no defense
+# ## V&B against no defense and the other defenses
 
 # %%
 comparison = pipeline.comparison_frame(summary)
 fig = plots.comparison_bars(comparison)
-plots.save_figure(fig, run, "06_comparison")
+plots.save_figure(fig, run, "07_comparison")
 display(comparison.pivot(index="model", columns="metric", values="value").round(3))
 fig
 
@@ -58,17 +58,17 @@ fig
 # %%
 history = pipeline.history_frame(trainer)
 fig = plots.training_curves(history, baseline=pipeline.baseline_metrics(run))
-plots.save_figure(fig, run, "06_training_curves")
+plots.save_figure(fig, run, "07_training_curves")
 fig
 
 # %%
 fig = plots.detection_scorings(pipeline.scorings_frame(trainer))
-plots.save_figure(fig, run, "06_detection_scorings")
+plots.save_figure(fig, run, "07_detection_scorings")
 fig
 
 # %% [markdown]
 # ## The report
 
 # %%
-text = pipeline.write_report(run, summary, ["06_comparison", "06_training_curves", "06_detection_scorings"])
+text = pipeline.write_report(run, summary, ["07_comparison", "07_training_curves", "07_detection_scorings"])
 Markdown(text)
