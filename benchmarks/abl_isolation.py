@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     _, _, history = abl.train_abl(data.x_train, data.y_train, data.num_classes, data.dataset_name, train_cfg, cfg,
                                   "cpu", args.seed, evaluate=precision_of_lowest, progress=False)
     for row in history[:args.epochs]:
-        print(f"epoch {row['epoch']:>3}  training loss {row['loss']:.3f}  " +
+        print(f"epoch {row['epoch']:>3}  LGA loss {row['loss']:+.3f}  " +
               "  ".join(f"{k} {row[k]:.2f}" for k in ("P 1%", "P 5%", "P 10%")), flush=True)
     return 0
 

@@ -232,3 +232,14 @@ def test_bad_settings_and_bad_returns_are_refused(digits):
         defenses.evaluate_defense("bad_mask", data, TINY)
     with pytest.raises(ConfigError, match="built-in defense"):
         defenses.custom_defense("abl", _model_only)
+
+
+def test_bad_settings_stop_a_comparison_before_any_defense_trains(digits):
+    data = make_badnets_like(digits, n_train=200, n_test=60)
+    calls = []
+    defenses.custom_defense("first_in_line", lambda ts, cfg, d, s: calls.append(1) or _model_only(ts, cfg, d, s))
+    with pytest.raises(ConfigError, match="abl gamma"):
+        defenses.compare(["first_in_line", "abl"], data, TINY, settings={"abl": {"gamma": -1}})
+    with pytest.raises(ConfigError, match="takes no settings"):
+        defenses.compare(["first_in_line", "abl"], data, TINY, settings={"first_in_line": {"x": 1}})
+    assert calls == []

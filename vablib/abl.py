@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .batches import BatchIterator, Normalizer, to_device_uint8
-from .config import TrainConfig, check_choice, check_float, check_int
+from .config import TrainConfig, check_choice, check_float
 from .errors import ConfigError
 from .models import build_model
 from .training import predict_logits, sgd, train_epoch

@@ -23,12 +23,9 @@ every model `vablib.models.build_model` makes does.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
-import runpy
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -40,6 +37,7 @@ from .config import TrainConfig, as_params
 from .errors import ConfigError, DataNotFoundError
 from .hashing import content_key
 from .metrics import backdoor_metrics, detection_metrics, eval_tensors
+from .plugins import check_new_name, run_file, source_of
 
 REFERENCES = ("none", "clean_floor", "vab")  # trained elsewhere in the run, not by a registered function
 LABELS = {"none": "no defense", "clean_floor": "clean floor (oracle)", "vab": "V&B", "abl": "ABL"}
@@ -127,10 +125,7 @@ def custom_defense(name: str, fn: Callable, description: str = "") -> Defense:
     """Register `fn(training_set, train_cfg, device, seed)`, returning a model or (model, isolated
     mask), as the defense `name`: the comparison notebook and its sweeps then include it.
     Re-registering a name replaces the earlier custom defense; built-in names are refused."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ConfigError(f"a custom defense needs a name that is a plain identifier such as 'my_defense', got {name!r}.")
-    if name in _REGISTRY and _REGISTRY[name].builtin:
-        raise ConfigError(f"{name!r} is a built-in defense; give your defense another name.")
+    check_new_name("defense", name, _REGISTRY, "my_defense")
     if not callable(fn):
         raise ConfigError(f"a defense must be a function (training_set, train_cfg, device, seed) → model, got {fn!r}.")
     return register(Defense(name, fn, builtin=False, description=description or (fn.__doc__ or "").strip()))
@@ -139,18 +134,7 @@ def custom_defense(name: str, fn: Callable, description: str = "") -> Defense:
 def load_defense_file(path: str | None) -> dict:
     """Run a .py file that registers defenses with `custom_defense`; returns what the run records
     of it ({"defense_file_sha256": ...}, {} without a file)."""
-    if path is None:
-        return {}
-    file = Path(path)
-    if file.suffix != ".py" or not file.is_file():
-        raise DataNotFoundError(f"defense_file {str(path)!r} is not a Python file; give the path of a .py file that "
-                                "calls vablib.defenses.custom_defense(name, fn).")
-    before = dict(_REGISTRY)
-    runpy.run_path(str(file), run_name="vablib_defense_file")
-    if not [n for n, d in _REGISTRY.items() if before.get(n) is not d]:
-        raise ConfigError(f"defense_file {str(path)!r} registered no defense: call "
-                          "vablib.defenses.custom_defense(name, fn) in it.")
-    return {"defense_file_sha256": hashlib.sha256(file.read_bytes()).hexdigest()[:16]}
+    return run_file(path, "defense_file", "defense", _REGISTRY, "vablib.defenses.custom_defense(name, fn)")
 
 
 # ---------------------------------------------------------------- built-ins
@@ -175,13 +159,6 @@ for _name, _text in (("none", "no defense: the model trained on the poisoned set
                      ("vab", "V&B: notebooks 02-05 of the run")):
     register(Defense(_name, None, description=_text))
 register(Defense("abl", None, description="Anti-Backdoor Learning (Li et al., NeurIPS 2021)", configure=_abl))
-
-
-def _source(fn) -> str:
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):
-        return getattr(fn, "__qualname__", repr(fn))
 
 
 # ---------------------------------------------------------------- the harness
@@ -217,8 +194,6 @@ def evaluate_defense(name: str, poisoned, train_cfg: TrainConfig, device="cpu", 
     class_acc, isolation (precision, recall, n_isolated, or None), seconds, settings, key}. With
     `run`, the result is kept in artifacts/defenses/<name>.json and reused while the data, budget,
     seed, settings and the defense's code are the same. `settings`: the defense's own (ABL's)."""
-    import time
-
     defense = get_defense(name)
     device = torch.device(device)
     if defense.configure is not None:
@@ -232,7 +207,7 @@ def evaluate_defense(name: str, poisoned, train_cfg: TrainConfig, device="cpu", 
         train, recorded = defense.train, None
     m = poisoned.manifest
     key = content_key("defense", name, m.get("fingerprint"), m.get("content_hash"), m.get("attack"), m.get("params"),
-                      as_params(train_cfg), seed, recorded, None if defense.builtin else _source(defense.train))
+                      as_params(train_cfg), seed, recorded, None if defense.builtin else source_of(defense.train))
     path = run.artifacts / "defenses" / f"{name}.json" if run is not None else None
     if path is not None and path.exists():
         cached = runio.read_json(path)
@@ -266,7 +241,12 @@ def compare(names, poisoned, train_cfg: TrainConfig, device="cpu", seed: int = 0
     """`evaluate_defense` for V&B and each of `names` (V&B first); writes artifacts/defenses.json
     with `run`, which the report reads. `settings`: {defense name: its settings}."""
     names = ("vab", *[n for n in check_defenses(names) if n != "vab"])
-    settings = settings or {}
+    settings = {n: s for n, s in (settings or {}).items() if s is not None}
+    for name in [n for n in names if n in settings]:  # every defense's settings checked before any trains
+        configure = get_defense(name).configure
+        if configure is None:
+            raise ConfigError(f"defense {name!r} takes no settings, got {settings[name]!r}.")
+        configure(settings[name])
     results = [evaluate_defense(n, poisoned, train_cfg, device, seed, run, settings.get(n), progress) for n in names]
     if run is not None:
         runio.write_json(run.artifacts / "defenses.json",

@@ -10,14 +10,11 @@ second keeps its own copy. A run folder's own complete copy is never replaced.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import runpy
 import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import ConfigError, DataNotFoundError
 
 ITEMS = {"poisoned": ("poisoned.npz", "poisoned_manifest.json"), "no_defense": ("baseline.json",),
          "clean_floor": ("clean_floor.json",)}
@@ -27,20 +24,11 @@ def load_attack_file(path: str | None) -> dict:
     """Run a .py file that registers one or more attacks with `attacks.custom_attack`, so
     `attack=<its name>` works without editing a notebook. Returns what the run records of it:
     {"attack_file_sha256": ...}, or {} without a file."""
-    from .attacks import available_attacks, get_attack
+    from .attacks import registry
+    from .plugins import run_file
 
-    if path is None:
-        return {}
-    file = Path(path)
-    if file.suffix != ".py" or not file.is_file():
-        raise DataNotFoundError(f"attack_file {str(path)!r} is not a Python file; give the path of a .py file that "
-                                "calls vablib.attacks.custom_attack(name, trigger_fn).")
-    before = {name: get_attack(name) for name in available_attacks()}
-    runpy.run_path(str(file), run_name="vablib_attack_file")
-    if not [name for name in available_attacks() if before.get(name) is not get_attack(name)]:
-        raise ConfigError(f"attack_file {str(path)!r} registered no attack: call "
-                          "vablib.attacks.custom_attack(name, trigger_fn) in it.")
-    return {"attack_file_sha256": hashlib.sha256(file.read_bytes()).hexdigest()[:16]}
+    return run_file(path, "attack_file", "attack", registry._REGISTRY,
+                    "vablib.attacks.custom_attack(name, trigger_fn)")
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError
+from ..plugins import check_new_name, source_of
 
 BUDGETS = ("cpu", "paper")
 
@@ -144,10 +145,7 @@ def custom_attack(name: str, trigger_fn: Callable[[np.ndarray], np.ndarray], cle
     clean_label=False: a dirty-label attack (poisoned images relabelled to the target).
     clean_label=True: only target-class images are poisoned and labels never change.
     Re-registering a name replaces the earlier custom attack; built-in names are refused."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ConfigError(f"a custom attack needs a name that is a plain identifier such as 'my_trigger', got {name!r}.")
-    if name in _REGISTRY and _REGISTRY[name].builtin:
-        raise ConfigError(f"{name!r} is a built-in attack; give your attack another name.")
+    check_new_name("attack", name, _REGISTRY, "my_trigger")
     if not callable(trigger_fn):
         raise ConfigError(f"trigger_fn must be a function taking and returning a uint8 batch, got {trigger_fn!r}.")
     if not isinstance(clean_label, bool):
@@ -155,16 +153,7 @@ def custom_attack(name: str, trigger_fn: Callable[[np.ndarray], np.ndarray], cle
     apply = _checked_trigger(name, trigger_fn)
 
     def build(ctx: BuildContext) -> Trigger:
-        return Trigger(apply=apply, info={"custom": True, "function": _source_of(trigger_fn)})
+        return Trigger(apply=apply, info={"custom": True, "function": source_of(trigger_fn)})
 
     return register(Attack(name, clean_label, {}, build, description=description or (trigger_fn.__doc__ or "").strip(),
                            builtin=False))
-
-
-def _source_of(fn) -> str:
-    import inspect
-
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):
-        return getattr(fn, "__qualname__", repr(fn))
