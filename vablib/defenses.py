@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -188,6 +189,23 @@ def _from_reference(name: str, poisoned, train_cfg, device, seed, run, progress)
     return {k: result[k] for k in ("acc", "asr", "ra", "class_acc", "seconds")} | {"isolation": None}
 
 
+def _configured(defense: Defense, settings: dict | None):
+    """(train function, settings as recorded) for `settings`; one ConfigError for settings given
+    to a defense that takes none."""
+    if defense.configure is not None:
+        return defense.configure(settings)
+    if settings:
+        raise ConfigError(f"defense {defense.name!r} takes no settings, got {settings!r}.")
+    return defense.train, None
+
+
+def other_results(run_dir) -> list[dict]:
+    """Notebook 06's results (artifacts/defenses.json) for the defenses besides V&B and the
+    baselines, whose figures summary.json holds already; [] before notebook 06 has run."""
+    path = Path(run_dir) / "artifacts" / "defenses.json"
+    return [r for r in runio.read_json(path) if r["defense"] not in REFERENCES] if path.is_file() else []
+
+
 def evaluate_defense(name: str, poisoned, train_cfg: TrainConfig, device="cpu", seed: int = 0, run=None,
                      settings: dict | None = None, progress: bool = True) -> dict:
     """Train defense `name` on the run's poisoned set and score it: {defense, label, acc, asr, ra,
@@ -196,15 +214,10 @@ def evaluate_defense(name: str, poisoned, train_cfg: TrainConfig, device="cpu", 
     seed, settings and the defense's code are the same. `settings`: the defense's own (ABL's)."""
     defense = get_defense(name)
     device = torch.device(device)
-    if defense.configure is not None:
-        train, recorded = defense.configure(settings)
-    elif settings:
-        raise ConfigError(f"defense {name!r} takes no settings, got {settings!r}.")
-    elif name in REFERENCES:
+    train, recorded = _configured(defense, settings)
+    if name in REFERENCES:
         result = _from_reference(name, poisoned, train_cfg, device, seed, run, progress)
         return {"defense": name, "label": LABELS[name], **result, "settings": None}
-    else:
-        train, recorded = defense.train, None
     m = poisoned.manifest
     key = content_key("defense", name, m.get("fingerprint"), m.get("content_hash"), m.get("attack"), m.get("params"),
                       as_params(train_cfg), seed, recorded, None if defense.builtin else source_of(defense.train))
@@ -242,11 +255,8 @@ def compare(names, poisoned, train_cfg: TrainConfig, device="cpu", seed: int = 0
     with `run`, which the report reads. `settings`: {defense name: its settings}."""
     names = ("vab", *[n for n in check_defenses(names) if n != "vab"])
     settings = {n: s for n, s in (settings or {}).items() if s is not None}
-    for name in [n for n in names if n in settings]:  # every defense's settings checked before any trains
-        configure = get_defense(name).configure
-        if configure is None:
-            raise ConfigError(f"defense {name!r} takes no settings, got {settings[name]!r}.")
-        configure(settings[name])
+    for name in names:  # every defense's settings checked before any trains
+        _configured(get_defense(name), settings.get(name))
     results = [evaluate_defense(n, poisoned, train_cfg, device, seed, run, settings.get(n), progress) for n in names]
     if run is not None:
         runio.write_json(run.artifacts / "defenses.json",

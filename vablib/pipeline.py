@@ -12,7 +12,7 @@ import torch
 
 from . import runio
 from .attentionmix import attention_maps, attention_mix
-from .defenses import REFERENCES
+from .defenses import other_results
 from .errors import DataNotFoundError
 from .vab import PHASES, VabTrainer
 
@@ -84,7 +84,7 @@ def summarize(trainer: VabTrainer) -> dict:
         "best_acc_epoch": {k: best.get(k) for k in ("epoch", *keys)},
         "no_defense": _optional_json(trainer.run, "baseline.json"),
         "clean_floor": _optional_json(trainer.run, "clean_floor.json"),
-        "defenses": _other_defenses(trainer.run),
+        "defenses": other_results(trainer.run.path),
         "detection_scorings": trainer.scorings,
         "seconds_per_phase": trainer.timings,
         "split_mode": trainer.vab_cfg.split,
@@ -94,13 +94,6 @@ def summarize(trainer: VabTrainer) -> dict:
     }
     runio.write_json(trainer.run.path / "summary.json", summary)
     return summary
-
-
-def _other_defenses(run) -> list[dict]:
-    """The results of notebook 06 (artifacts/defenses.json) for defenses other than V&B and the
-    baselines, which summary.json holds already."""
-    found = _optional_json(run, "defenses.json") or []
-    return [r for r in found if r["defense"] not in REFERENCES]
 
 
 def comparison_frame(summary: dict) -> pd.DataFrame:

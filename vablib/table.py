@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import runio
-from .defenses import REFERENCES
+from .defenses import other_results
 from .errors import DataNotFoundError
 
 METRICS = ("acc", "asr", "ra")
@@ -59,11 +59,8 @@ def run_row(run_dir: Path, given: dict | None = None) -> dict | None:
         row[f"seconds_{kind}"] = values.get("seconds")
     for k in ("precision", "recall", "auroc", "low_confidence"):
         row[f"detection_{k}"] = final.get(k)
-    others = run_dir / "artifacts" / "defenses.json"  # notebook 06's defenses: defense_<name>_<metric>
-    for result in runio.read_json(others) if others.is_file() else []:
+    for result in other_results(run_dir):  # notebook 06's defenses: defense_<name>_<metric>
         name = result["defense"]
-        if name in REFERENCES:  # their columns are above
-            continue
         for m in METRICS:
             row[f"defense_{name}_{m}"] = result.get(m)
         for k in ("precision", "recall"):
