@@ -59,11 +59,22 @@ Markdown(table.markdown(summary, by, f"{len(runs)} runs"))
 
 # %% [markdown]
 # ## ACC against ASR
-# One panel per attack; V&B, no defense and (where trained) the clean floor, one mark per run.
+# One panel per attack; V&B, no defense, the clean floor (where trained) and notebook 06's other
+# defenses, one mark per run.
 
 # %%
 fig = table.acc_asr_figure(runs)
 fig
+
+# %% [markdown]
+# ## Every defense
+# The same runs in long form (`defenses.csv`: one row per run and defense), so any grouping is one
+# pandas call. The isolation columns are each defense's isolated set against the ground truth (V&B's
+# suspicious set; ABL's isolated samples), for reporting only.
+
+# %%
+defense_rows = table.defense_frame(runs[runs["complete"]])
+defense_rows.groupby([*by, "label"], sort=False)[["acc", "asr", "ra", "isolation_recall"]].agg(["mean", "std"]).round(3)
 
 # %% [markdown]
 # ## Each seed

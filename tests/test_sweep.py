@@ -308,6 +308,24 @@ def test_other_defenses_get_their_columns_and_table_cells(tmp_path):
     assert cells[heads.index("abl ACC")] == f"{100 * statistics.mean([0.6, 0.7]):.1f} ± {100 * statistics.stdev([0.6, 0.7]):.1f}"
 
 
+def test_defenses_csv_has_one_row_per_run_and_defense(tmp_path):
+    for seed, abl_acc in ((0, 0.6), (1, 0.7)):
+        run = tmp_path / f"attack-badnets__seed-{seed}"
+        fake_run(run, "badnets", seed, 0.8 + seed / 100, 0.02, 1.0)
+        runio.write_json(run / "artifacts" / "defenses.json", [
+            {"defense": "abl", "acc": abl_acc, "asr": 0.5, "ra": 0.3, "seconds": 7.0,
+             "isolation": {"precision": 0.25, "recall": 0.1, "n_isolated": 14}}])
+    table.write_tables(tmp_path)
+    rows = pd.read_csv(tmp_path / "defenses.csv").set_index(["run", "defense"])
+    # the clean floor was not trained (summary.json's clean_floor is None): no row for it
+    assert sorted(rows.index) == [(f"attack-badnets__seed-{s}", d) for s in (0, 1) for d in ("abl", "none", "vab")]
+    vab, abl, none = (rows.loc[("attack-badnets__seed-1", d)] for d in ("vab", "abl", "none"))
+    assert (vab["acc"], vab["isolation_recall"], vab["seconds"], vab["label"]) == (0.81, 0.8, 10.0, "V&B")
+    assert (abl["acc"], abl["isolation_precision"], abl["seconds"], abl["attack"], abl["seed"]) == (
+        0.7, 0.25, 7.0, "badnets", 1)
+    assert (none["asr"], none["seconds"]) == (1.0, 3.0) and pd.isna(none["isolation_recall"])
+
+
 def test_the_sweep_notebook_is_outside_the_series_synced_and_without_outputs():
     import jupytext
     import nbformat

@@ -2,7 +2,7 @@
 
     python -m vablib run --run-dir outputs/x -p attack blended     # one run folder (vablib.runner)
     python -m vablib sweep GRID.yaml --out outputs/sweeps/NAME      # a grid of runs on Dask (vablib.sweep)
-    python -m vablib table outputs/sweeps/NAME                      # runs.csv, table.md, figure (vablib.table)
+    python -m vablib table outputs/sweeps/NAME                      # runs.csv, defenses.csv, table.md, figure
 
 Exit codes: 0 done, 2 bad input (nothing ran), 1 anything else (for a sweep: a point failed).
 """
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                    "a LocalCluster")
     s.add_argument("--dry-run", action="store_true", help="check the grid and list its points; run nothing")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t = sub.add_parser("table", help="runs.csv, table.md and acc_vs_asr.png of a folder of runs")
+    t = sub.add_parser("table", help="runs.csv, defenses.csv, table.md and acc_vs_asr.png of a folder of runs")
     t.add_argument("folder", help="a sweep's --out (or any folder of run folders)")
     return ap
 

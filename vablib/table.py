@@ -9,7 +9,10 @@
   `defense_<name>_isolation_<precision|recall>`;
 - table.md: the complete runs grouped by every axis of the sweep but `seed` (without a sweep's
   status file: every parameter that varies, but `seed`), mean ± std and n, V&B next to no defense;
-- acc_vs_asr.png: ACC against ASR, one panel per attack, one mark per run (seed) and model.
+- defenses.csv: the same runs in long form, one row per run and defense (V&B, no defense, the clean
+  floor, notebook 06's): every parameter, ACC / ASR / RA, the isolated set's precision / recall
+  (V&B's suspicious set for V&B) and seconds, for grouping by defense in pandas or seaborn;
+- acc_vs_asr.png: ACC against ASR, one panel per attack, one mark per run (seed) and defense.
 """
 from __future__ import annotations
 
@@ -20,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import runio
-from .defenses import other_results
+from .defenses import LABELS, other_results
 from .errors import DataNotFoundError
 
 METRICS = ("acc", "asr", "ra")
-MODELS = {"vab": "V&B", "no_defense": "no defense", "clean_floor": "clean floor"}
+REFERENCE_COLUMNS = {"vab": "vab", "none": "no_defense", "clean_floor": "clean_floor"}  # defense: column prefix
 RESULT_PREFIXES = ("vab_", "no_defense_", "clean_floor_", "detection_", "seconds_", "defense_")
 RESULT_COLUMNS = {"run", "complete", "epochs_done", "git_commit", "fingerprint"}
 STATUS = "sweep_status.json"  # vablib.sweep.STATUS
@@ -66,8 +69,10 @@ def run_row(run_dir: Path, given: dict | None = None) -> dict | None:
         for k in ("precision", "recall"):
             row[f"defense_{name}_isolation_{k}"] = (result.get("isolation") or {}).get(k)
         row[f"seconds_defense_{name}"] = result.get("seconds")
-    for phase, seconds in (summary.get("seconds_per_phase") or {}).items():
+    phases = summary.get("seconds_per_phase") or {}
+    for phase, seconds in phases.items():
         row[f"seconds_{phase}"] = seconds
+    row["seconds_vab"] = sum(phases.values()) if phases else None
     commits = sorted({env.get("git_commit") or "" for env in config.get("environment", {}).values()} - {""})
     row["git_commit"] = ",".join(commits) or None
     dataset = run_dir / "artifacts" / "dataset.json"
@@ -145,28 +150,35 @@ def markdown(summary: pd.DataFrame, by: list[str], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def acc_asr_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Tidy rows (one per run and model) of ACC and ASR for the figure."""
+def defense_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """defenses.csv: one row per run and defense that has an ACC, with the run's parameters."""
+    params = parameter_columns(runs)
+    prefixes = {**REFERENCE_COLUMNS, **{d: f"defense_{d}" for d in other_defenses(runs)}}
     rows = []
-    others = {f"defense_{d}": d for d in other_defenses(runs)}
-    for _, r in runs[runs["complete"].astype(bool)].iterrows():
-        for kind, model in {**MODELS, **others}.items():
-            if pd.notna(r.get(f"{kind}_acc")) and pd.notna(r.get(f"{kind}_asr")):
-                rows.append({"run": r["run"], "attack": r.get("attack"), "seed": r.get("seed"), "model": model,
-                             "ACC": 100 * r[f"{kind}_acc"], "ASR": 100 * r[f"{kind}_asr"]})
+    for _, r in runs.iterrows():
+        for name, prefix in prefixes.items():
+            if pd.isna(r.get(f"{prefix}_acc")):
+                continue
+            isolation = "detection" if name == "vab" else f"{prefix}_isolation"
+            rows.append({"run": r["run"], "complete": r["complete"], **{c: r[c] for c in params},
+                         "defense": name, "label": LABELS.get(name, name),
+                         **{m: r[f"{prefix}_{m}"] for m in METRICS},
+                         **{f"isolation_{k}": r.get(f"{isolation}_{k}") for k in ("precision", "recall")},
+                         "seconds": r.get(f"seconds_{prefix}")})
     return pd.DataFrame(rows)
 
 
 def acc_asr_figure(runs: pd.DataFrame):
-    """ACC against ASR, one panel per attack, one mark per run and model (V&B, no defense, the
-    clean floor where trained, and notebook 06's defenses): a good defense sits top left."""
+    """ACC against ASR, one panel per attack, one mark per complete run and defense (V&B, no
+    defense, the clean floor where trained, and notebook 06's): a good defense sits top left."""
     import seaborn as sns
 
     from .plots import theme
 
     theme()
-    frame = acc_asr_frame(runs)
-    grid = sns.relplot(data=frame, x="ASR", y="ACC", col="attack", hue="model", style="model", s=70,
+    frame = defense_frame(runs[runs["complete"].astype(bool)])
+    frame = frame.assign(ACC=100 * frame["acc"], ASR=100 * frame["asr"])
+    grid = sns.relplot(data=frame, x="ASR", y="ACC", col="attack", hue="label", style="label", s=70,
                        col_wrap=min(3, frame["attack"].nunique()), height=3.2, facet_kws={"sharey": False})
     grid.set(xlim=(-3, 103))
     grid.set_axis_labels("ASR (%)", "ACC (%)")
@@ -174,7 +186,7 @@ def acc_asr_figure(runs: pd.DataFrame):
 
 
 def write_tables(folder: str | os.PathLike) -> dict[str, Path]:
-    """Write runs.csv, table.md and acc_vs_asr.png into `folder`; returns their paths."""
+    """Write runs.csv, defenses.csv, table.md and acc_vs_asr.png into `folder`; returns their paths."""
     import matplotlib.pyplot as plt
 
     from .plots import save_figure
@@ -182,7 +194,9 @@ def write_tables(folder: str | os.PathLike) -> dict[str, Path]:
     folder = Path(folder)
     runs = collect(folder)
     by = group_columns(runs, folder)
-    paths = {"runs.csv": runio.atomic_write_bytes(folder / "runs.csv", runs.to_csv(index=False).encode())}
+    paths = {"runs.csv": runio.atomic_write_bytes(folder / "runs.csv", runs.to_csv(index=False).encode()),
+             "defenses.csv": runio.atomic_write_bytes(folder / "defenses.csv",
+                                                      defense_frame(runs).to_csv(index=False).encode())}
     title = f"{folder.name}: {int(runs['complete'].sum())} complete runs of {len(runs)}"
     text = markdown(aggregate(runs, by), by, title)
     paths["table.md"] = runio.atomic_write_bytes(folder / "table.md", text.encode())
