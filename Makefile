@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 	$(PY) -m vablib run --run-dir $(RUN_DIR) $(DEMO_PARAMS) $(PARAMS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

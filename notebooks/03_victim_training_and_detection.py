@@ -72,14 +72,16 @@ fig
 # The figure above needs the poison mask; a defender has only the scores. `split_separation` is
 # how clearly the scores the suspicious set is drawn from (the inferred target label's) fall into
 # two modes; `separation` is the same over every sample, and `target_margin` the inferred label's
-# lead over the runner-up. Below the dashed line the split is low-confidence: the report and the
-# runner then warn that V&B may not have removed the backdoor.
+# lead over the runner-up. With the target votes, the right panel is the share of the scorings so
+# far that voted for the target: a real trigger wins most of them, while a label that wins only a
+# plurality among labels taking turns is a guess. Below either dashed line the split is
+# low-confidence: the report and the runner then warn that V&B may not have removed the backdoor.
 
 # %%
-fig = plots.detection_confidence(scorings, detection.CLEAR_SEPARATION)
+fig = plots.detection_confidence(scorings, detection.CLEAR_SEPARATION, detection.MIN_VOTE_SHARE)
 plots.save_figure(fig, run, "03_detection_confidence")
 if scorings["low_confidence"].iloc[-1]:
-    print("Warning: the last split is low-confidence (its scores do not separate clearly).")
+    print("Warning: the last split is low-confidence (its scores do not separate clearly, or its target is a guess).")
 fig
 
 # %% [markdown]

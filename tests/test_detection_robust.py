@@ -94,6 +94,44 @@ def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():
     assert tracker.confidence()["low_confidence"]
 
 
+def test_a_votes_target_that_won_a_plurality_only_is_low_confidence():
+    # label 2 always holds a low mode of 100 (two modes); at scorings 2, 4 and 5 a whole clean class
+    # (4, 1, 3) is as sure, outnumbers it in the victim's set and takes that scoring's vote
+    labels = torch.arange(LABELS * PER_LABEL) // PER_LABEL
+    tracker = _tracker(labels, target_rule="votes", weight_new=1.0)  # no smoothing: each scoring alone
+    shares = []
+    for seed, easy in enumerate((None, 4, None, 1, 3)):
+        modes = {2: (100, -8.0), **({easy: (PER_LABEL, -8.0)} if easy is not None else {})}
+        tracker.update(_scores(modes, seed=seed)[0])
+        shares.append(tracker.confidence()["vote_share"])
+    conf = tracker.confidence()
+    assert tracker.votes.tolist() == [0, 1, 2, 1, 1] and tracker.target == 2
+    assert shares == [1.0, 0.5, pytest.approx(2 / 3, abs=1e-3), 0.5, 0.4]
+    assert conf["split_separation"] > detection.CLEAR_SEPARATION  # the target's scores do separate...
+    assert conf["low_confidence"]  # ...but it won 2 of 5 votes
+    steady = _tracker(labels, target_rule="votes")
+    for seed in range(5):
+        steady.update(_scores({2: (100, -8.0)}, seed=seed)[0])
+    assert steady.confidence()["vote_share"] == 1.0 and not steady.confidence()["low_confidence"]
+    assert "vote_share" not in _tracker(labels).confidence()  # the separation rule has no votes
+
+
+def test_the_report_names_what_made_detection_unsure():
+    from vablib import pipeline
+
+    def line(**final):
+        return pipeline._confidence_line({"final": {"inferred_target": 0, **final}})
+
+    votes = line(low_confidence=True, split_separation=3.1, vote_share=0.4)
+    assert votes.startswith("**Warning: low detection confidence.** The target won only 40% of the scorings' votes")
+    assert "two modes" not in votes
+    both = line(low_confidence=True, split_separation=1.5, vote_share=0.4, inferred_target=-1)
+    assert "(separation 1.50 < 2)" in both and "no target label stood out" in both and "40%" in both
+    fine = line(low_confidence=False, split_separation=3.1, vote_share=0.9)
+    assert "Warning" not in fine and "separation 3.10" in fine and "won 90% of the scorings' votes" in fine
+    assert "votes" not in line(low_confidence=False, split_separation=3.1)
+
+
 def test_confidence_is_low_on_one_mode_and_high_on_two_without_labels():
     unimodal, _ = _scores({})
     bimodal, _ = _scores({0: (100, -8.0), 1: (100, -8.0)})

@@ -150,6 +150,7 @@ def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
 
 
 CLEAR_SEPARATION = 2.0  # Ashman's D above which two Gaussian modes are clearly apart
+MIN_VOTE_SHARE = 0.5  # a votes target that won fewer of the scorings than this won by plurality only
 MIN_LABEL_SAMPLES = 8  # fewer samples of a label: no mixture is fitted, its separation is 0
 MIN_MODE_WEIGHT = 0.05  # a mode holding less than this share is a few outliers, not a mode
 
@@ -309,8 +310,10 @@ class EntropyTracker:
         """How sure the last split is, from the scores alone (no ground truth): the separation
         (Ashman's D) of the samples the suspicious set is drawn from (the target label's, or every
         sample's when there is no target), the best label's lead over the runner-up
-        (`target_margin`), and `low_confidence` when that separation is below CLEAR_SEPARATION or
-        the labels were given and none stood out (the split fell back to every label)."""
+        (`target_margin`), with the votes the share of the scorings that voted for the target
+        (`vote_share`), and `low_confidence` when that separation is below CLEAR_SEPARATION, the
+        labels were given and none stood out (the split fell back to every label), or the votes'
+        target won under MIN_VOTE_SHARE of the votes (a plurality among labels that take turns)."""
         out = {"separation": round(self.overall_separation, 3)}
         if len(self.separations) >= 2:
             top = torch.topk(self.separations, 2).values
@@ -318,7 +321,11 @@ class EntropyTracker:
         base = float(self.separations[self.target]) if self.target >= 0 else self.overall_separation
         out["split_separation"] = round(base, 3)
         abstained = self.target_labels is not None and self.target < 0
-        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained)
+        plurality = False
+        if self.target_rule == "votes" and self.target >= 0:
+            out["vote_share"] = round(float(self.votes[self.target]) / float(self.votes.sum()), 3)
+            plurality = out["vote_share"] < MIN_VOTE_SHARE
+        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained or plurality)
         return out
 
     @property

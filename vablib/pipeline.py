@@ -13,6 +13,7 @@ import torch
 from . import runio
 from .attentionmix import attention_maps, attention_mix
 from .defenses import other_results
+from .detection import CLEAR_SEPARATION, MIN_VOTE_SHARE
 from .errors import DataNotFoundError
 from .vab import PHASES, VabTrainer
 
@@ -73,7 +74,7 @@ def summarize(trainer: VabTrainer) -> dict:
     if not rows:
         raise DataNotFoundError(f"{trainer.run.path}/metrics.jsonl is empty: run notebooks 04 and 05 first.")
     keys = ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible",
-            "inferred_target", "split_separation", "low_confidence")
+            "inferred_target", "split_separation", "vote_share", "low_confidence")
     final = rows[-1]
     best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
     summary = {
@@ -154,15 +155,24 @@ def _isolation_lines(summary: dict) -> list[str]:
 
 
 def _confidence_line(summary: dict) -> str:
-    """Whether the defender can trust the final split, from the scores alone (no ground truth)."""
+    """Whether the defender can trust the final split, from the scores alone (no ground truth),
+    naming what made it unsure."""
     f = summary["final"]
     if f.get("low_confidence") is None:
         return "Detection confidence: not recorded."
-    if f["low_confidence"]:
-        return (f"**Warning: low detection confidence.** The scores the suspicious set is drawn from do not fall "
-                f"clearly into two modes (separation {f['split_separation']:.2f} < 2, or no target label stood "
-                f"out): the split may miss poisoned samples, and V&B may not have removed the backdoor.")
-    return f"Detection confidence: the split's scores separate clearly (separation {f['split_separation']:.2f})."
+    d, share = f["split_separation"], f.get("vote_share")
+    if not f["low_confidence"]:
+        votes = f", the target won {share:.0%} of the scorings' votes" if share is not None else ""
+        return f"Detection confidence: the split's scores separate clearly (separation {d:.2f}{votes})."
+    reasons = [f"the scores the suspicious set is drawn from do not fall clearly into two modes (separation "
+               f"{d:.2f} < 2)"] if d < CLEAR_SEPARATION else []
+    if f.get("inferred_target", 0) < 0:
+        reasons.append("no target label stood out, so every label was suspect")
+    if share is not None and share < MIN_VOTE_SHARE:
+        reasons.append(f"the target won only {share:.0%} of the scorings' votes (a plurality among labels)")
+    text = "; ".join(reasons)
+    return (f"**Warning: low detection confidence.** {text[:1].upper() + text[1:]}: the split may miss "
+            "poisoned samples, and V&B may not have removed the backdoor.")
 
 
 def _target_class_line(summary: dict) -> str:

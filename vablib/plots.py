@@ -124,18 +124,28 @@ def detection_scorings(df: pd.DataFrame):
     return fig
 
 
-def detection_confidence(df: pd.DataFrame, clear: float = 2.0):
+def detection_confidence(df: pd.DataFrame, clear: float = 2.0, min_share: float = 0.5):
     """What the defender sees without the ground truth, after each scoring (columns: scoring,
-    split_separation, and separation / target_margin where recorded): how clearly the split's
-    scores fall into two modes (Ashman's D), with the line below which the kit warns."""
+    split_separation, and separation / target_margin / vote_share where recorded): how clearly the
+    split's scores fall into two modes (Ashman's D) and, with the target votes, the share of the
+    scorings that voted for the target, each with the line below which the kit warns."""
     theme()
     cols = [c for c in ("split_separation", "separation", "target_margin") if c in df]
+    shares = "vote_share" in df and df["vote_share"].notna().any()
+    fig, axes = plt.subplots(1, 2 if shares else 1, figsize=(11 if shares else 7, 3.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [2, 1]} if shares else None)
+    ax = axes[0, 0]
     long = df.melt(id_vars="scoring", value_vars=cols, var_name="measure", value_name="D")
-    fig, ax = plt.subplots(figsize=(7, 3.2))
     sns.lineplot(data=long, x="scoring", y="D", hue="measure", marker="o", ax=ax)
     ax.axhline(clear, color="black", ls="--", lw=1)
     ax.text(ax.get_xlim()[0], clear, " low confidence below", va="bottom", fontsize=8)
     ax.set_ylabel("separation (Ashman's D)")
+    if shares:
+        ax = axes[0, 1]
+        sns.lineplot(data=df, x="scoring", y="vote_share", marker="o", color="grey", ax=ax)
+        ax.axhline(min_share, color="black", ls="--", lw=1)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("target's share of the votes")
     fig.tight_layout()
     return fig
 
