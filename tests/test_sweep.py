@@ -104,6 +104,20 @@ def test_points_that_differ_only_in_vab_settings_form_one_group(tmp_path):
     assert [len(g) for g in groups] == [4, 4]
 
 
+def test_a_point_finishes_before_the_next_groups_shared_notebooks_start(tmp_path):
+    fixed = {k: v for k, v in TINY.items() if k != "device"}
+    grid = sweep.parse_grid({"fixed": fixed, "axes": {"seed": [0, 1, 2], "lambda_u": [0.1, 0.5]}})
+    plan = sweep.submissions(sweep.points(grid, tmp_path), ["02", "03"])
+    assert [(t["point"].name, t["shared"], t["only"]) for t in plan[:3]] == [
+        ("seed-0__lambda_u-0.1", True, ["00", "01"]), ("seed-0__lambda_u-0.1", False, ["02", "03"]),
+        ("seed-0__lambda_u-0.5", False, None)]
+    # Dask runs the ready task of highest priority first: seed 0's V&B notebooks (ready once its
+    # 00-01 are done) outrank seed 1's 00-01, which outrank seed 2's
+    priority = {(t["point"].axes["seed"], t["shared"]): t["priority"] for t in plan}
+    assert priority[(0, False)] == priority[(0, True)] > priority[(1, True)] == priority[(1, False)] > priority[(2, True)]
+    assert sum(t["shared"] for t in plan) == 3 and sum(not t["shared"] for t in plan) == 6
+
+
 @pytest.mark.parametrize("text, message", [
     ("fixed: {seed: 0}\naxes: {seed: [1, 2]}\n", "set twice"),
     ("axes: {seed: [0, 1], 'attack, seed': [[badnets, 0]]}\n", "set twice"),

@@ -188,6 +188,23 @@ def groups(found: list[Point]) -> dict[str, list[Point]]:
     return out
 
 
+def submissions(todo: list[Point], after_shared: list[str]) -> list[dict]:
+    """The tasks `run_sweep` submits: for each group its leader's notebooks 00-01 (`shared`: the
+    task the group's points wait for), then each point (the leader runs only `after_shared`, the
+    others the whole series, reusing the shared work). The priority falls with the group's place
+    in the grid, so a free worker takes the earliest ready point: it finishes a point's V&B before it
+    starts the next group's 00-01, and one worker runs the grid point by point in grid order."""
+    out = []
+    found = list(groups(todo).values())
+    for rank, group in enumerate(found):
+        priority = len(found) - rank
+        leader = group[0]
+        out.append({"point": leader, "only": list(SHARED_STAGES), "shared": True, "priority": priority})
+        out += [{"point": p, "only": after_shared if p is leader else None, "shared": False, "priority": priority}
+                for p in group]
+    return out
+
+
 # ---------------------------------------------------------------- one point, on a worker
 
 def _report(topic: str, point: str, notebook: str) -> None:
@@ -340,15 +357,16 @@ def run_sweep(found: list[Point], out: str | os.PathLike, grid_path: str = "", w
 
     with _client(scheduler, workers) as client:
         client.subscribe_topic(topic, on_event)
-        futures = {}
-        for group in groups(todo).values():
-            leader = group[0]  # runs notebooks 00-01 first, as a task the whole group depends on
-            shared = client.submit(run_point, leader.name, str(leader.run_dir), leader.params, threads, topic,
-                                   only=SHARED_STAGES, key=f"shared-{leader.name}-{token}", pure=False, priority=10)
-            for p in group:
-                fut = client.submit(run_point, p.name, str(p.run_dir), p.params, threads, topic, after=shared,
-                                    only=after_shared if p is leader else None, key=f"point-{p.name}-{token}",
-                                    pure=False)
+        futures, shared = {}, None
+        for task in submissions(todo, after_shared):
+            p = task["point"]
+            kind = "shared" if task["shared"] else "point"
+            fut = client.submit(run_point, p.name, str(p.run_dir), p.params, threads, topic,
+                                after=None if task["shared"] else shared, only=task["only"],
+                                key=f"{kind}-{p.name}-{token}", pure=False, priority=task["priority"])
+            if task["shared"]:
+                shared = fut
+            else:
                 futures[fut] = p
         for fut, result in as_completed(futures, with_results=True, raise_errors=False):
             p = futures[fut]
