@@ -104,18 +104,29 @@ def test_points_that_differ_only_in_vab_settings_form_one_group(tmp_path):
     assert [len(g) for g in groups] == [4, 4]
 
 
-def test_a_point_finishes_before_the_next_groups_shared_notebooks_start(tmp_path):
+def test_points_are_submitted_in_grid_order_each_as_one_task(tmp_path):
     fixed = {k: v for k, v in TINY.items() if k != "device"}
     grid = sweep.parse_grid({"fixed": fixed, "axes": {"seed": [0, 1, 2], "lambda_u": [0.1, 0.5]}})
-    plan = sweep.submissions(sweep.points(grid, tmp_path), ["02", "03"])
-    assert [(t["point"].name, t["shared"], t["only"]) for t in plan[:3]] == [
-        ("seed-0__lambda_u-0.1", True, ["00", "01"]), ("seed-0__lambda_u-0.1", False, ["02", "03"]),
-        ("seed-0__lambda_u-0.5", False, None)]
-    # Dask runs the ready task of highest priority first: seed 0's V&B notebooks (ready once its
-    # 00-01 are done) outrank seed 1's 00-01, which outrank seed 2's
-    priority = {(t["point"].axes["seed"], t["shared"]): t["priority"] for t in plan}
-    assert priority[(0, False)] == priority[(0, True)] > priority[(1, True)] == priority[(1, False)] > priority[(2, True)]
-    assert sum(t["shared"] for t in plan) == 3 and sum(not t["shared"] for t in plan) == 6
+    found = sweep.points(grid, tmp_path)
+    plan = sweep.submissions(found)
+    assert [t["point"].name for t in plan] == [p.name for p in found]  # each point once, in grid order
+    assert [t["after_leader"] for t in plan] == [False, True] * 3  # lambda_u 0.5 reuses 0.1's notebooks 00-01
+    # a worker runs the ready task of highest priority first: every seed-0 point before any seed-1 point
+    assert [t["priority"] for t in plan] == [3, 3, 2, 2, 1, 1]
+
+
+def test_a_point_fails_with_its_leaders_error_only_when_the_shared_notebooks_failed(tmp_path, monkeypatch):
+    for var in (utils.THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # run_point sets them for its kernels
+        monkeypatch.setenv(var, "1")
+    failed = {"state": "failed", "point": "lead", "error": "ConfigError: bad", "seconds": 1.0}
+    early = sweep.run_point("other", str(tmp_path / "x"), {}, 1, "t",
+                            after={**failed, "notebook": str(tmp_path / "01_generate_poisoned_dataset.ipynb")})
+    assert early["state"] == "failed" and early["point"] == "other"
+    assert early["error"] == "notebooks 00-01, shared with lead, failed there: ConfigError: bad"
+    # the leader failed later (its own V&B): this point runs; here it fails on its own, at its empty parameters
+    late = sweep.run_point("other", str(tmp_path / "x"), {"no_such_parameter": 1}, 1, "t",
+                           after={**failed, "notebook": str(tmp_path / "04_beneficiary_attentionmix.ipynb")})
+    assert late["state"] == "failed" and "shared with" not in late["error"] and "no_such_parameter" in late["error"]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -6,11 +6,12 @@
 GRID.yaml holds `fixed` parameters and `axes` (lists of values, see `parse_grid`); every
 combination of axis values is a point: one run folder `<out>/<axis>-<value>__...`, executed by
 `runner.run_series`. Every point's parameters are checked before the first one starts. A point
-whose summary.json is complete is skipped; any other resumes from its checkpoints. Points with the same parameters for notebooks
-00 and 01 (they differ only in V&B settings) share that work: one Dask task runs the two notebooks
-for the first of them, filling `<out>/_shared` (`vablib.shared`), and the points depend on it.
-`<out>/sweep_status.json` holds each point's state and, for a failed one, its one-line error and
-executed notebook. Each worker runs one point at a time, whose kernels use T torch threads.
+whose summary.json is complete is skipped; any other resumes from its checkpoints. Each point is
+one Dask task, submitted in grid order with falling priority. Points with the same parameters for
+notebooks 00 and 01 (they differ only in V&B settings) share that work: the first of them fills
+`<out>/_shared` (`vablib.shared`), and the others wait for it. `<out>/sweep_status.json` holds
+each point's state and, for a failed one, its one-line error and executed notebook. Each worker
+runs one point at a time, whose kernels use T torch threads.
 """
 from __future__ import annotations
 
@@ -188,20 +189,17 @@ def groups(found: list[Point]) -> dict[str, list[Point]]:
     return out
 
 
-def submissions(todo: list[Point], after_shared: list[str]) -> list[dict]:
-    """The tasks `run_sweep` submits: for each group its leader's notebooks 00-01 (`shared`: the
-    task the group's points wait for), then each point (the leader runs only `after_shared`, the
-    others the whole series, reusing the shared work). The priority falls with the group's place
-    in the grid, so a free worker takes the earliest ready point: it finishes a point's V&B before it
-    starts the next group's 00-01, and one worker runs the grid point by point in grid order."""
+def submissions(todo: list[Point]) -> list[dict]:
+    """The tasks `run_sweep` submits, one per point, each the point's whole series: per group the
+    leader first, then the group's other points, which wait for it (`after_leader`) and reuse its
+    notebooks 00-01. The priority falls with the group's place in the grid: a worker takes the
+    earliest point it has, so a finished task is a finished point and one worker runs the grid in
+    grid order (a separate task for notebooks 00-01 let a worker run every group's baselines before
+    any V&B: it queues every ready task, and the V&B task is ready only once 00-01 are done)."""
     out = []
     found = list(groups(todo).values())
     for rank, group in enumerate(found):
-        priority = len(found) - rank
-        leader = group[0]
-        out.append({"point": leader, "only": list(SHARED_STAGES), "shared": True, "priority": priority})
-        out += [{"point": p, "only": after_shared if p is leader else None, "shared": False, "priority": priority}
-                for p in group]
+        out += [{"point": p, "after_leader": i > 0, "priority": len(found) - rank} for i, p in enumerate(group)]
     return out
 
 
@@ -219,16 +217,17 @@ def one_line(exc: BaseException) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
 
 
-def run_point(name: str, run_dir: str, params: dict, threads: int, topic: str, only=None, after=None) -> dict:
+def run_point(name: str, run_dir: str, params: dict, threads: int, topic: str, after=None) -> dict:
     """Run (or resume) one point's notebooks; never raises: returns {"state": "done"|"failed",
-    "error", "notebook", "seconds"}. `after` is the result of the task that ran notebooks 00-01
-    for this point's group: when it failed, this point fails with its error without running."""
+    "point", "error", "notebook", "seconds"}. `after` is the result of the group's leader, which
+    ran the notebooks 00-01 this point shares: when it failed in one of them, this point fails
+    with its error without running."""
     from . import runner
 
-    if after is not None and after["state"] == "failed":
-        if after["point"] == name:
-            return after
-        return {**after, "error": f"notebooks 00-01, shared with {after['point']}, failed there: {after['error']}"}
+    if after is not None and after["state"] == "failed" and after["notebook"] and \
+            Path(after["notebook"]).name.startswith(SHARED_STAGES):
+        return {**after, "point": name,
+                "error": f"notebooks 00-01, shared with {after['point']}, failed there: {after['error']}"}
     for var in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # inherited by the notebooks' kernels
         os.environ[var] = str(threads)
     t0, current = time.time(), {}
@@ -240,7 +239,7 @@ def run_point(name: str, run_dir: str, params: dict, threads: int, topic: str, o
             _report(topic, name, found.group(1))
 
     try:
-        runner.run_series(run_dir, params, only=list(only) if only else None, log=log)
+        runner.run_series(run_dir, params, log=log)
     except Exception as exc:  # the point fails, the sweep goes on
         executed = getattr(exc, "path", None)  # runner.NotebookFailed names the executed notebook
         if executed is None and current:  # e.g. a kernel that died
@@ -323,8 +322,6 @@ def run_sweep(found: list[Point], out: str | os.PathLike, grid_path: str = "", w
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from .runner import series
-
     todo = [p for p in found if not p.complete()]
     if scheduler:
         if workers is not None:
@@ -338,7 +335,6 @@ def run_sweep(found: list[Point], out: str | os.PathLike, grid_path: str = "", w
     status = Status(out, found, grid_path)
     if not todo:
         return status
-    after_shared = [nb.name[:2] for nb in series() if not nb.name.startswith(SHARED_STAGES)]
     token = uuid.uuid4().hex[:8]
     topic = f"vablib-sweep-{token}"
     bar = tqdm(total=len(found), initial=len(found) - len(todo), disable=not progress, desc="sweep", unit="point",
@@ -357,17 +353,14 @@ def run_sweep(found: list[Point], out: str | os.PathLike, grid_path: str = "", w
 
     with _client(scheduler, workers) as client:
         client.subscribe_topic(topic, on_event)
-        futures, shared = {}, None
-        for task in submissions(todo, after_shared):
+        futures, leader = {}, None
+        for task in submissions(todo):
             p = task["point"]
-            kind = "shared" if task["shared"] else "point"
             fut = client.submit(run_point, p.name, str(p.run_dir), p.params, threads, topic,
-                                after=None if task["shared"] else shared, only=task["only"],
-                                key=f"{kind}-{p.name}-{token}", pure=False, priority=task["priority"])
-            if task["shared"]:
-                shared = fut
-            else:
-                futures[fut] = p
+                                after=leader if task["after_leader"] else None, key=f"point-{p.name}-{token}",
+                                pure=False, priority=task["priority"])
+            leader = leader if task["after_leader"] else fut
+            futures[fut] = p
         for fut, result in as_completed(futures, with_results=True, raise_errors=False):
             p = futures[fut]
             if isinstance(result, BaseException):  # the worker died (KilledWorker) or the task could not start
