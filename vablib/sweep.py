@@ -194,8 +194,9 @@ def submissions(todo: list[Point]) -> list[dict]:
     leader first, then the group's other points, which wait for it (`after_leader`) and reuse its
     notebooks 00-01. The priority falls with the group's place in the grid: a worker takes the
     earliest point it has, so a finished task is a finished point and one worker runs the grid in
-    grid order (a separate task for notebooks 00-01 let a worker run every group's baselines before
-    any V&B: it queues every ready task, and the V&B task is ready only once 00-01 are done)."""
+    grid order. (A separate task for notebooks 00-01 would let a worker run every group's
+    baselines before any V&B: a worker queues every task that is ready, and a V&B task is ready
+    only once its 00-01 are done.)"""
     out = []
     found = list(groups(todo).values())
     for rank, group in enumerate(found):
