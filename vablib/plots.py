@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .detection import CLEAR_SEPARATION, MIN_VOTE_SHARE
+
 _THEMED = False
 
 
@@ -124,7 +126,7 @@ def detection_scorings(df: pd.DataFrame):
     return fig
 
 
-def detection_confidence(df: pd.DataFrame, clear: float = 2.0, min_share: float = 0.5):
+def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_share: float = MIN_VOTE_SHARE):
     """What the defender sees without the ground truth, after each scoring (columns: scoring,
     split_separation, and separation / target_margin / vote_share where recorded): how clearly the
     split's scores fall into two modes (Ashman's D) and, with the target votes, the share of the
