@@ -33,6 +33,8 @@
 # reference setting are in the named section of [docs/method.md](../docs/method.md):
 # - the warm-up is counted in samples seen (`victim_warmup_samples`): "Victim warm-up counted in samples";
 # - the `cpu` budget's victim warms up on 10,000 samples: "The `cpu` budget's victim";
+# - the victim scores with the whole training set's batch-norm statistics (`victim_batchnorm`): "The
+#   victim scores with the whole set's batch-norm statistics";
 # - the split is `hybrid`, the fixed thresholds and the log-entropy valley (`split`,
 #   `beneficiary_excludes`): "Hybrid split";
 # - only the inferred target label is suspicious (`suspect_labels`): "Only the inferred target label
@@ -49,6 +51,7 @@ victim_weight_decay: float = None  # Adam weight decay of the victim (paper: 5e-
 victim_batch_size: int = None  # victim batch size (paper: 128)
 victim_warmup_samples: int = None  # samples the victim sees in its warm-up; 0 for one epoch (paper: one epoch, 50000 on CIFAR-10)
 victim_round_epochs: float = None  # passes over the victim's set per victim training after the warm-up (paper: 1)
+victim_batchnorm: str = None  # whole_set (BN statistics of the whole training set before each scoring) | running (paper: running)
 warmup_rounds: int = None  # victim rounds before the beneficiary starts (paper: 2)
 ema_weight: float = None  # EMA weight of a new entropy scoring (paper: 0.75)
 split: str = None  # hybrid (both rules) | gmm (log-entropy valley) | reference (paper: reference, thresholds 0.6 then 0.2)

@@ -20,6 +20,7 @@ SPLITS = ("hybrid", "gmm", "reference")  # see vablib.detection
 EXCLUDES = ("either", "both")
 SUSPECT_LABELS = ("target", "any")
 TARGET_INFERENCES = ("votes", "separation")  # see vablib.detection
+VICTIM_BATCHNORM = ("whole_set", "running")  # see vablib.victim
 
 
 # ---------------------------------------------------------------- small validators
@@ -215,6 +216,7 @@ class VabConfig:
     victim_batch_size: int = 128
     victim_warmup_samples: int = 50_000  # samples seen in the warm-up (a CIFAR-10 epoch); 0: one epoch
     victim_round_epochs: float = 1.0  # passes over the victim's set per victim training
+    victim_batchnorm: str = "whole_set"  # the victim scores with the whole set's BN statistics; "running": its training's
     warmup_rounds: int = 2
     ema_weight: float = 0.75
     split: str = "hybrid"
@@ -250,6 +252,7 @@ class VabConfig:
         check_int("victim_batch_size", self.victim_batch_size, 1, 65_536)
         check_int("victim_warmup_samples", self.victim_warmup_samples, 0)
         check_float("victim_round_epochs", self.victim_round_epochs, 0, 1000, low_open=True)
+        check_choice("victim_batchnorm", self.victim_batchnorm, VICTIM_BATCHNORM)
         check_int("warmup_rounds", self.warmup_rounds, 1, 100)
         check_float("ema_weight", self.ema_weight, 0, 1, low_open=True)
         check_choice("split", self.split, SPLITS)
