@@ -11,13 +11,12 @@ beneficiary trains on (recall final / lowest, precision), the inferred target, a
     .venv/bin/python benchmarks/detection_grid.py record --data fashion_mnist --attacks badnets --seeds 0
     .venv/bin/python benchmarks/detection_grid.py table
 
-`--set NAME=VALUE` records a victim with other V&B settings (e.g. `--set victim_batchnorm=running
+`-p NAME VALUE` records a victim with other V&B settings (e.g. `-p victim_batchnorm running
 --out outputs/bench/detection_grid_running`, the reference's batch-norm statistics).
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import sys
@@ -30,6 +29,7 @@ import torch
 from vablib import attacks
 from vablib.config import TrainConfig, VabConfig
 from vablib.detection import EntropyTracker
+from vablib.runner import parse_value
 from vablib.schedule import Schedule
 from vablib.vab import VabTrainer
 
@@ -56,7 +56,7 @@ def record(args) -> None:
     for name in args.data:
         profile = DATA_PROFILES[name]
         train_cfg = TrainConfig.from_profile(profile)
-        vab_cfg = VabConfig.from_profile(profile, **args.set)
+        vab_cfg = VabConfig.from_profile(profile, **{k: parse_value(v) for k, v in args.param})
         ds, short = load_data(data_spec(name))
         for attack in args.attacks:
             for seed in args.seeds:
@@ -117,13 +117,6 @@ def table(args) -> None:
                   f"{end['split_separation']:7.2f} {sum(r['low_confidence'] for r in rows):>4}/{len(rows):<3}")
 
 
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # a bare word: a string setting
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -131,15 +124,14 @@ def main(argv=None) -> int:
     rec.add_argument("--data", nargs="+", default=list(DATA_PROFILES), choices=list(DATA_PROFILES))
     rec.add_argument("--attacks", nargs="+", default=["badnets", "blended", "wanet"], choices=list(attacks.ATTACKS))
     rec.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    rec.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="V&B settings on top of the profile's")
+    rec.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a V&B setting on top of the profile's")
     tab = sub.add_parser("table", help="replay the rules on the recorded scorings")
     tab.add_argument("--runs", default="*", help='a glob over the recorded runs, e.g. "cifar10_subset-*"')
     for p in (rec, tab):
         p.add_argument("--out", default="outputs/bench/detection_grid")
         p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    if args.command == "record":
-        args.set = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(args.threads)
     if args.command == "record" and "cifar10_subset" in args.data and not DEFAULT_DATA.exists():
         print(f"the CIFAR-10 subset is not at {DEFAULT_DATA}", file=sys.stderr)

@@ -47,8 +47,8 @@ def recompute_batchnorm(model: torch.nn.Module, x: torch.Tensor, normalize: Norm
 
 
 class Victim:
-    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, batch_size: int, amp: bool = True,
-                 batchnorm: str = "whole_set"):
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, batch_size: int, amp: bool,
+                 batchnorm: str):
         self.model, self.batch_size, self.amp, self.batchnorm = model, batch_size, amp, batchnorm
         self.optimizer = adam(model, lr, weight_decay)
         self.trainings = 0  # training calls completed (each draws its own batch order)
