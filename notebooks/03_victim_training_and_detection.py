@@ -25,9 +25,10 @@
 # You will run the rounds and watch the split's quality after each scoring: precision (how many
 # suspicious samples are really poisoned), recall (how many poisoned samples were caught), the
 # false positive rate and the AUROC of the score. Column `inferred_target` is the label the split
-# takes as the attack's target: the label that most scorings found over-represented in the victim's
-# set (`target_inference="separation"`: the label whose own log-entropies split most clearly into
-# two modes, or -1, every label suspicious, while no label leads the others by `target_margin`).
+# takes as the attack's target: the label holding a majority of the scorings' votes, or -1 (every
+# label suspicious) while none does. A scoring votes for the label whose own log-entropies split
+# into two modes more clearly than every other's by `target_margin` (the poisoned and the clean
+# samples of the target), else for the label most over-represented in the victim's set.
 # Columns `split_separation` and `low_confidence` say, without the ground truth, how clearly the
 # scores the split is drawn from fall into two modes.
 
@@ -72,10 +73,11 @@ fig
 # The figure above needs the poison mask; a defender has only the scores. `split_separation` is
 # how clearly the scores the suspicious set is drawn from (the inferred target label's) fall into
 # two modes; `separation` is the same over every sample, and `target_margin` the inferred label's
-# lead over the runner-up. With the target votes, the right panel is the share of the scorings so
-# far that voted for the target: a real trigger wins most of them, while a label that wins only a
-# plurality among labels taking turns is a guess. Below either dashed line the split is
-# low-confidence: the report and the runner then warn that V&B may not have removed the backdoor.
+# lead over the runner-up. With the target votes, the right panel is the most-voted label's share
+# of the scorings' votes: a real trigger wins most of them, and at or below the dashed line no label
+# holds a majority, so there is no target and the split draws on every label. Below the left line,
+# or without a target, the split is low-confidence: the report and the runner then warn that V&B
+# may not have removed the backdoor.
 
 # %%
 fig = plots.detection_confidence(scorings, detection.CLEAR_SEPARATION, detection.MIN_VOTE_SHARE)

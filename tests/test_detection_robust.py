@@ -54,14 +54,17 @@ def test_target_is_the_bimodal_label_not_a_clean_class_the_victim_is_sure_of():
     scores, labels = _scores({3: (100, -8.0), 1: (PER_LABEL, -5.0)})
     poisoned = (labels == 3) & (torch.arange(len(labels)) % PER_LABEL < 100)
     votes, sep = _tracker(labels, target_rule="votes"), _tracker(labels)
+    counts = _tracker(labels, target_rule="votes", target_margin=1e9)  # votes from the victim's set alone
     for _ in range(3):
-        votes.update(scores)
-        sep.update(scores)
+        for tracker in (votes, sep, counts):
+            tracker.update(scores)
     assert torch.equal(sep.victim_set, votes.victim_set)  # the rule never changes the victim's set
     assert bool(sep.victim_set[labels == 1].all())  # the easy class is in the victim's set...
-    assert votes.target == 1 and not bool(votes.suspicious[poisoned].any())  # ...and wins the votes
-    assert sep.target == 3 and bool(sep.suspicious[poisoned].all())
-    assert bool((labels[sep.suspicious] == 3).all())
+    assert counts.target == 1 and not bool(counts.suspicious[poisoned].any())  # ...and outnumbers the target
+    for tracker in (votes, sep):  # the lead in separation decides
+        assert tracker.target == 3 and bool(tracker.suspicious[poisoned].all())
+        assert bool((labels[tracker.suspicious] == 3).all())
+    assert votes.votes.tolist() == [0, 0, 0, 3, 0]
     conf = sep.confidence()
     assert not conf["low_confidence"] and conf["split_separation"] == pytest.approx(float(sep.separations[3]), abs=1e-3)
 
@@ -76,8 +79,9 @@ def test_target_changes_its_mind_when_another_label_stands_out():
     assert tracker.target == 4
     votes = _tracker(labels, weight_new=1.0, target_rule="votes")
     votes.update(early)
+    assert votes.target == 2
     votes.update(late)
-    assert votes.target == 2  # one vote each: a tie keeps the first
+    assert votes.target == -1  # one vote each: no majority, every label suspect
 
 
 def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():
@@ -94,21 +98,25 @@ def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():
     assert tracker.confidence()["low_confidence"]
 
 
-def test_a_votes_target_that_won_a_plurality_only_is_low_confidence():
+def test_the_votes_name_a_target_only_with_a_majority():
     # label 2 always holds a low mode of 100 (two modes); at scorings 2, 4 and 5 a whole clean class
-    # (4, 1, 3) is as sure, outnumbers it in the victim's set and takes that scoring's vote
+    # (4, 1, 3) is as sure and outnumbers it in the victim's set; no label leads in separation by
+    # the margin, so each scoring votes for the label most over-represented in the victim's set
     labels = torch.arange(LABELS * PER_LABEL) // PER_LABEL
-    tracker = _tracker(labels, target_rule="votes", weight_new=1.0)  # no smoothing: each scoring alone
-    shares = []
+    tracker = _tracker(labels, target_rule="votes", weight_new=1.0, target_margin=1e9)  # each scoring alone
+    targets, shares, low = [], [], []
     for seed, easy in enumerate((None, 4, None, 1, 3)):
         modes = {2: (100, -8.0), **({easy: (PER_LABEL, -8.0)} if easy is not None else {})}
         tracker.update(_scores(modes, seed=seed)[0])
-        shares.append(tracker.confidence()["vote_share"])
-    conf = tracker.confidence()
-    assert tracker.votes.tolist() == [0, 1, 2, 1, 1] and tracker.target == 2
+        conf = tracker.confidence()
+        targets.append(tracker.target)
+        shares.append(conf["vote_share"])
+        low.append(conf["low_confidence"])
+    assert tracker.votes.tolist() == [0, 1, 2, 1, 1]
+    assert targets == [2, -1, 2, -1, -1]  # 1/1, 1/2, 2/3, 2/4, 2/5 of the votes for label 2
     assert shares == [1.0, 0.5, pytest.approx(2 / 3, abs=1e-3), 0.5, 0.4]
-    assert conf["split_separation"] > detection.CLEAR_SEPARATION  # the target's scores do separate...
-    assert conf["low_confidence"]  # ...but it won 2 of 5 votes
+    assert low == [False, True, False, True, True]
+    assert len(labels[tracker.suspicious].unique()) > 1  # no target: the split draws on every label
     steady = _tracker(labels, target_rule="votes")
     for seed in range(5):
         steady.update(_scores({2: (100, -8.0)}, seed=seed)[0])
@@ -122,11 +130,14 @@ def test_the_report_names_what_made_detection_unsure():
     def line(**final):
         return pipeline._confidence_line({"final": {"inferred_target": 0, **final}})
 
-    votes = line(low_confidence=True, split_separation=3.1, vote_share=0.4)
-    assert votes.startswith("**Warning: low detection confidence.** The target won only 40% of the scorings' votes")
+    votes = line(low_confidence=True, split_separation=3.1, vote_share=0.4, inferred_target=-1)
+    assert votes.startswith("**Warning: low detection confidence.** No target label stood out (the most-voted "
+                            "label won 40% of the scorings' votes), so every label was suspect")
     assert "two modes" not in votes
     both = line(low_confidence=True, split_separation=1.5, vote_share=0.4, inferred_target=-1)
     assert "(separation 1.50 < 2)" in both and "no target label stood out" in both and "40%" in both
+    modes = line(low_confidence=True, split_separation=1.5, vote_share=0.9)
+    assert "(separation 1.50 < 2)" in modes and "stood out" not in modes
     fine = line(low_confidence=False, split_separation=3.1, vote_share=0.9)
     assert "Warning" not in fine and "separation 3.10" in fine and "won 90% of the scorings' votes" in fine
     assert "votes" not in line(low_confidence=False, split_separation=3.1)

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from vablib import attacks, errors, runner
-from vablib.errors import BadInputError, ConfigError
+from vablib.errors import BadInputError
 
 
 @pytest.mark.parametrize("params, named", [

@@ -222,8 +222,8 @@ class VabConfig:
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: leave out what "either" rule flags, or "both"
     suspect_labels: str = "target"  # "target": only the inferred target label is suspicious; "any": reference
-    target_inference: str = "votes"  # the most-voted label; "separation": the label whose scores split most clearly
-    target_margin: float = 3.0  # "separation": no target (every label suspicious) unless the best leads by this
+    target_inference: str = "votes"  # a majority of the scorings' votes; "separation": the clear leader of each scoring
+    target_margin: float = 3.0  # a label whose scores split into two modes more clearly than every other's by this leads
     max_suspicious_fraction: float = 0.5
     threshold_step: float = 0.4
     threshold_floor: float = 0.2

@@ -11,11 +11,14 @@ one of three rules (`VabConfig.split`):
                what either flags (`beneficiary_excludes="either"`)
 
 With the training labels (`suspect_labels="target"`), only samples of the inferred target label
-are suspicious. By default (`target_inference="votes"`) each scoring votes for the label most
-over-represented in the victim's set and the target is the most-voted label. `"separation"` takes,
-at each scoring, the label whose own log-entropies split most clearly into two modes (poisoned and
-clean samples of the target; a clean class the victim is sure of is low as a whole, one mode), and
-no label when none stands out by `target_margin`: the split then falls back to every label.
+are suspicious. By default (`target_inference="votes"`) each scoring votes: for the label whose own
+log-entropies split into two modes more clearly than every other label's by `target_margin`
+(poisoned and clean samples of the target; a clean class the victim is sure of is low as a whole,
+one mode) if the victim's set over-represents it, else for the label most over-represented in the
+victim's set. The target is the label
+holding a strict majority of the votes, and no label (the split falls back to every label) while
+none does. `"separation"` takes, at each scoring, the label that leads by `target_margin`, with no
+memory, and no label when none does.
 `confidence()` says how clearly the split's samples separate, without the ground truth.
 docs/method.md gives the measurements.
 Everything is vectorised on the device; no per-sample Python loop.
@@ -150,7 +153,7 @@ def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
 
 
 CLEAR_SEPARATION = 2.0  # Ashman's D above which two Gaussian modes are clearly apart
-MIN_VOTE_SHARE = 0.5  # a votes target that won fewer of the scorings than this won by plurality only
+MIN_VOTE_SHARE = 0.5  # the votes name a target only when it holds more than this share of them
 MIN_LABEL_SAMPLES = 8  # fewer samples of a label: no mixture is fitted, its separation is 0
 MIN_MODE_WEIGHT = 0.05  # a mode holding less than this share is a few outliers, not a mode
 
@@ -227,14 +230,17 @@ def separated_target(separations: torch.Tensor, margin: float) -> int:
     return int(top.indices[0]) if float(top.values[0] - top.values[1]) >= margin else -1
 
 
+def over_representation(flagged: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per label, its count among `flagged` samples minus the count its share of all samples
+    predicts (robust to imbalanced classes and to the target class's share, which the poisoned
+    samples inflate)."""
+    share = torch.bincount(labels, minlength=num_classes).double() / len(labels)
+    return torch.bincount(labels[flagged], minlength=num_classes).double() - flagged.sum() * share
+
+
 def inferred_target(flagged: torch.Tensor, labels: torch.Tensor) -> int:
-    """The label most over-represented among `flagged` samples: its count there minus the count its
-    share of all samples predicts (robust to imbalanced classes and to the target class's share,
-    which the poisoned samples inflate)."""
-    k = int(labels.max()) + 1
-    share = torch.bincount(labels, minlength=k).double() / len(labels)
-    excess = torch.bincount(labels[flagged], minlength=k).double() - flagged.sum() * share
-    return int(torch.argmax(excess))
+    """The label most over-represented among `flagged` samples."""
+    return int(torch.argmax(over_representation(flagged, labels, int(labels.max()) + 1)))
 
 
 class EntropyTracker:
@@ -298,34 +304,38 @@ class EntropyTracker:
         return self.suspicious
 
     def _vote(self, victim_set: torch.Tensor) -> None:
-        """Count this scoring's vote (none from an empty set) and move the target to the label with
-        the most votes, keeping the current one on a tie."""
-        if victim_set.any():
-            self.votes[inferred_target(victim_set, self.target_labels)] += 1
-        most = int(self.votes.max())
-        if most > 0 and (self.target < 0 or int(self.votes[self.target]) < most):
-            self.target = int(torch.argmax(self.votes))
+        """Count this scoring's vote and name the target: the label with more than MIN_VOTE_SHARE
+        of the votes, or -1. The vote goes to the label leading in separation when the victim's set
+        over-represents it too (a clean class written two ways can be bimodal, but the victim is
+        not drawn to it), else to the label most over-represented in the victim's set (none from an
+        empty set): that one is a clean class the victim is sure of as often as the target
+        (Fashion-MNIST's trousers, docs/detection.md)."""
+        excess = over_representation(victim_set, self.target_labels, len(self.votes))
+        lead = separated_target(self.separations, self.target_margin)
+        if lead >= 0 and excess[lead] > 0:
+            self.votes[lead] += 1
+        elif victim_set.any():
+            self.votes[int(torch.argmax(excess))] += 1
+        most = int(torch.argmax(self.votes))
+        self.target = most if float(self.votes[most]) > MIN_VOTE_SHARE * float(self.votes.sum()) else -1
 
     def confidence(self) -> dict:
         """How sure the last split is, from the scores alone (no ground truth): the separation
         (Ashman's D) of the samples the suspicious set is drawn from (the target label's, or every
         sample's when there is no target), the best label's lead over the runner-up
-        (`target_margin`), with the votes the share of the scorings that voted for the target
-        (`vote_share`), and `low_confidence` when that separation is below CLEAR_SEPARATION, the
-        labels were given and none stood out (the split fell back to every label), or the votes'
-        target won under MIN_VOTE_SHARE of the votes (a plurality among labels that take turns)."""
+        (`target_margin`), with the votes the most-voted label's share of them (`vote_share`), and
+        `low_confidence` when that separation is below CLEAR_SEPARATION or the labels were given
+        and no target was named (the split fell back to every label)."""
         out = {"separation": round(self.overall_separation, 3)}
         if len(self.separations) >= 2:
             top = torch.topk(self.separations, 2).values
             out["target_margin"] = round(float(top[0] - top[1]), 3)
         base = float(self.separations[self.target]) if self.target >= 0 else self.overall_separation
         out["split_separation"] = round(base, 3)
+        if self.target_rule == "votes" and int(self.votes.sum()) > 0:
+            out["vote_share"] = round(float(self.votes.max()) / float(self.votes.sum()), 3)
         abstained = self.target_labels is not None and self.target < 0
-        plurality = False
-        if self.target_rule == "votes" and self.target >= 0:
-            out["vote_share"] = round(float(self.votes[self.target]) / float(self.votes.sum()), 3)
-            plurality = out["vote_share"] < MIN_VOTE_SHARE
-        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained or plurality)
+        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained)
         return out
 
     @property

@@ -13,7 +13,7 @@ import torch
 from . import runio
 from .attentionmix import attention_maps, attention_mix
 from .defenses import other_results
-from .detection import CLEAR_SEPARATION, MIN_VOTE_SHARE
+from .detection import CLEAR_SEPARATION
 from .errors import DataNotFoundError
 from .vab import PHASES, VabTrainer
 
@@ -167,9 +167,8 @@ def _confidence_line(summary: dict) -> str:
     reasons = [f"the scores the suspicious set is drawn from do not fall clearly into two modes (separation "
                f"{d:.2f} < 2)"] if d < CLEAR_SEPARATION else []
     if f.get("inferred_target", 0) < 0:
-        reasons.append("no target label stood out, so every label was suspect")
-    if share is not None and share < MIN_VOTE_SHARE:
-        reasons.append(f"the target won only {share:.0%} of the scorings' votes (a plurality among labels)")
+        lead = f" (the most-voted label won {share:.0%} of the scorings' votes)" if share is not None else ""
+        reasons.append(f"no target label stood out{lead}, so every label was suspect")
     text = "; ".join(reasons)
     return (f"**Warning: low detection confidence.** {text[:1].upper() + text[1:]}: the split may miss "
             "poisoned samples, and V&B may not have removed the backdoor.")

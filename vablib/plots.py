@@ -129,8 +129,9 @@ def detection_scorings(df: pd.DataFrame):
 def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_share: float = MIN_VOTE_SHARE):
     """What the defender sees without the ground truth, after each scoring (columns: scoring,
     split_separation, and separation / target_margin / vote_share where recorded): how clearly the
-    split's scores fall into two modes (Ashman's D) and, with the target votes, the share of the
-    scorings that voted for the target, each with the line below which the kit warns."""
+    split's scores fall into two modes (Ashman's D) and, with the target votes, the most-voted
+    label's share of them, each with the line at or below which the kit warns (and, for the votes,
+    names no target)."""
     theme()
     cols = [c for c in ("split_separation", "separation", "target_margin") if c in df]
     shares = "vote_share" in df and df["vote_share"].notna().any()
@@ -147,7 +148,7 @@ def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_
         sns.lineplot(data=df, x="scoring", y="vote_share", marker="o", color="grey", ax=ax)
         ax.axhline(min_share, color="black", ls="--", lw=1)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel("target's share of the votes")
+        ax.set_ylabel("most-voted label's share")
     fig.tight_layout()
     return fig
 
