@@ -69,6 +69,19 @@ def test_target_is_the_bimodal_label_not_a_clean_class_the_victim_is_sure_of():
     assert not conf["low_confidence"] and conf["split_separation"] == pytest.approx(float(sep.separations[3]), abs=1e-3)
 
 
+def test_a_label_leading_in_separation_votes_only_if_the_victims_set_over_represents_it():
+    # label 3 splits into two modes far apart, but both above the poisoned label 2's low mode:
+    # none of label 3 is in the victim's set
+    scores, labels = _scores({2: (100, -8.0), 3: (100, 6.0)})
+    votes, sep = _tracker(labels, target_rule="votes"), _tracker(labels)
+    for tracker in (votes, sep):
+        tracker.update(scores)
+    assert detection.separated_target(votes.separations, votes.target_margin) == 3
+    assert not bool(votes.victim_set[labels == 3].any())
+    assert votes.votes.tolist() == [0, 0, 1, 0, 0] and votes.target == 2
+    assert sep.target == 3  # the separation rule has no such guard
+
+
 def test_target_changes_its_mind_when_another_label_stands_out():
     early, labels = _scores({2: (100, -8.0)})
     late, _ = _scores({4: (100, -8.0)}, seed=1)

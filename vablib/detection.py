@@ -15,12 +15,11 @@ are suspicious. By default (`target_inference="votes"`) each scoring votes: for 
 log-entropies split into two modes more clearly than every other label's by `target_margin`
 (poisoned and clean samples of the target; a clean class the victim is sure of is low as a whole,
 one mode) if the victim's set over-represents it, else for the label most over-represented in the
-victim's set. The target is the label
-holding a strict majority of the votes, and no label (the split falls back to every label) while
-none does. `"separation"` takes, at each scoring, the label that leads by `target_margin`, with no
-memory, and no label when none does.
+victim's set. The target is the label holding a strict majority of the votes, and no label (the
+split falls back to every label) while none does. `"separation"` takes, at each scoring, the label
+that leads by `target_margin`, with no memory, and no label when none does.
 `confidence()` says how clearly the split's samples separate, without the ground truth.
-docs/method.md gives the measurements.
+docs/method.md and docs/detection.md give the measurements.
 Everything is vectorised on the device; no per-sample Python loop.
 """
 from __future__ import annotations
@@ -306,10 +305,9 @@ class EntropyTracker:
     def _vote(self, victim_set: torch.Tensor) -> None:
         """Count this scoring's vote and name the target: the label with more than MIN_VOTE_SHARE
         of the votes, or -1. The vote goes to the label leading in separation when the victim's set
-        over-represents it too (a clean class written two ways can be bimodal, but the victim is
-        not drawn to it), else to the label most over-represented in the victim's set (none from an
-        empty set): that one is a clean class the victim is sure of as often as the target
-        (Fashion-MNIST's trousers, docs/detection.md)."""
+        over-represents it too (a clean label can lead on a weak victim), else to the label most
+        over-represented in the victim's set (none from an empty set), which is a clean class the
+        victim is sure of as often as the target (Fashion-MNIST's trousers, docs/detection.md)."""
         excess = over_representation(victim_set, self.target_labels, len(self.votes))
         lead = separated_target(self.separations, self.target_margin)
         if lead >= 0 and excess[lead] > 0:
