@@ -135,13 +135,15 @@ def test_either_rule_flags_more_than_both_and_stays_under_the_cap():
     assert torch.equal(capped.victim_set, either.victim_set)
 
 
-def test_inferred_target_is_the_most_over_represented_label_not_the_most_frequent():
+def test_over_representation_counts_a_label_against_its_share_not_its_size():
     # label 2 holds half the samples, so 30 of it among 60 flagged is only its share; label 1's 20
-    # are 14 more than its share predicts
+    # are 2 more than its share (18) predicts, label 0's 10 are 2 fewer
     labels = torch.tensor([0] * 200 + [1] * 300 + [2] * 500)
     flagged = torch.zeros(1000, dtype=torch.bool)
     flagged[190:200] = flagged[200:220] = flagged[500:530] = True
-    assert detection.inferred_target(flagged, labels) == 1
+    excess = detection.over_representation(flagged, labels, 3)
+    assert torch.allclose(excess, torch.tensor([10 - 12, 20 - 18, 30 - 30], dtype=torch.float64))
+    assert int(torch.argmax(excess)) == 1
 
 
 def test_target_labels_keep_every_other_label_out_of_the_beneficiarys_set_only():

@@ -237,11 +237,6 @@ def over_representation(flagged: torch.Tensor, labels: torch.Tensor, num_classes
     return torch.bincount(labels[flagged], minlength=num_classes).double() - flagged.sum() * share
 
 
-def inferred_target(flagged: torch.Tensor, labels: torch.Tensor) -> int:
-    """The label most over-represented among `flagged` samples."""
-    return int(torch.argmax(over_representation(flagged, labels, int(labels.max()) + 1)))
-
-
 class EntropyTracker:
     """EMA-smoothed entropy scores and the current split, saved in checkpoints: `suspicious` (the
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
