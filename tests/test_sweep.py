@@ -275,12 +275,13 @@ def test_an_attack_file_registers_its_attacks_and_is_hashed(tmp_path):
 
 # ---------------------------------------------------------------- the table on hand-made run folders
 
-def fake_run(folder: Path, attack: str, seed: int, acc: float, asr: float, nd_asr: float, complete: bool = True):
+def fake_run(folder: Path, attack: str, seed: int, acc: float, asr: float, nd_asr: float, complete: bool = True,
+             clean_floor: dict | None = None):
     final = {"epoch": 2, "acc": acc, "asr": asr, "ra": 1 - asr, "precision": 0.9, "recall": 0.8, "auroc": 0.95}
     runio.write_json(folder / "summary.json", {
         "complete": complete, "epochs_done": 2, "final": final,
         "best_acc_epoch": {**final, "epoch": 1, "acc": acc + 0.01},
-        "no_defense": {"acc": 0.9, "asr": nd_asr, "ra": 0.05, "seconds": 3.0}, "clean_floor": None,
+        "no_defense": {"acc": 0.9, "asr": nd_asr, "ra": 0.05, "seconds": 3.0}, "clean_floor": clean_floor,
         "seconds_per_phase": {"warmup": 1.0, "rounds": 2.0, "mix": 3.0, "suppress": 4.0}})
     runio.write_json(folder / "config.json", {"params": {"attack": attack, "seed": seed, "epochs": 2,
                                                          "attack_params": {"patch_size": 3}},
@@ -307,7 +308,20 @@ def test_the_table_holds_the_runs_numbers_grouped_by_all_but_seed(tmp_path):
     expected = f"| badnets | 2 | {100 * statistics.mean(acc):.1f} ± {100 * statistics.stdev(acc):.1f} |"
     assert expected in text
     assert "| blended | 1 | 70.0 | 90.0 |" in text  # one complete run: no std; the incomplete one left out
+    assert "clean floor" not in text  # no run trained it: no empty columns
     assert paths["acc_vs_asr.png"].stat().st_size > 5_000
+
+
+def test_the_table_puts_the_clean_floor_beside_vab_where_it_was_trained(tmp_path):
+    for seed, floor_asr in ((0, 0.02), (1, 0.06)):
+        fake_run(tmp_path / f"seed-{seed}", "badnets", seed, 0.8, 0.05, 1.0,
+                 clean_floor={"acc": 0.85, "asr": floor_asr, "ra": 0.84, "seconds": 5.0})
+    text = table.write_tables(tmp_path)["table.md"].read_text()
+    heads = [h.strip() for h in text.splitlines()[4].strip("|").split("|")]
+    cells = [c.strip() for c in text.splitlines()[6].strip("|").split("|")]
+    assert heads[:4] == ["n", "V&B ACC", "no defense ACC", "clean floor ACC"]
+    assert cells[heads.index("clean floor ASR")] == f"4.0 ± {100 * statistics.stdev([0.02, 0.06]):.1f}"
+    assert cells[heads.index("V&B ASR")] == "5.0 ± 0.0"
 
 
 def test_other_defenses_get_their_columns_and_table_cells(tmp_path):

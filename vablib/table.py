@@ -8,7 +8,8 @@
   and for each other defense of notebook 06 `defense_<name>_<acc|asr|ra>` and its isolated set's
   `defense_<name>_isolation_<precision|recall>`;
 - table.md: the complete runs grouped by every axis of the sweep but `seed` (without a sweep's
-  status file: every parameter that varies, but `seed`), mean ± std and n, V&B next to no defense;
+  status file: every parameter that varies, but `seed`), mean ± std and n, V&B next to no defense
+  and, where it was trained, the clean floor;
 - defenses.csv: the same runs in long form, one row per run and defense (V&B, no defense, the clean
   floor, notebook 06's): every parameter, ACC / ASR / RA, the isolated set's precision / recall
   (V&B's suspicious set for V&B) and seconds, for grouping by defense in pandas or seaborn;
@@ -110,10 +111,12 @@ def group_columns(runs: pd.DataFrame, folder: str | os.PathLike | None = None) -
 
 
 def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Complete runs grouped by `by`: n and mean and std of every V&B, no-defense and detection metric."""
+    """Complete runs grouped by `by`: n and mean and std of every V&B, no-defense, clean-floor (where
+    trained) and detection metric."""
     done = runs[runs["complete"].astype(bool)]
     others = other_defenses(runs)
-    metrics = [f"{kind}_{m}" for m in METRICS for kind in ("vab", "no_defense", *(f"defense_{d}" for d in others))] + \
+    kinds = ("vab", "no_defense", "clean_floor", *(f"defense_{d}" for d in others))
+    metrics = [f"{kind}_{m}" for m in METRICS for kind in kinds] + \
               ["detection_precision", "detection_recall", "detection_auroc"] + \
               [f"defense_{d}_isolation_{k}" for d in others for k in ("precision", "recall")]
     metrics = [m for m in metrics if m in done and done[m].notna().any()]
@@ -127,7 +130,8 @@ def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def _head(metric: str) -> str:
     """A table.md column head: 'V&B ACC', 'detection RECALL', 'abl isolation PRECISION'."""
     kind, m = metric.rsplit("_", 1)
-    kind = {"vab": "V&B", "no_defense": "no defense"}.get(kind, kind.removeprefix("defense_").replace("_", " "))
+    kind = {"vab": "V&B", "no_defense": "no defense", "clean_floor": "clean floor"}.get(
+        kind, kind.removeprefix("defense_").replace("_", " "))
     return f"{kind} {m.upper()}"
 
 
