@@ -112,14 +112,17 @@ def test_abl_isolates_the_poisoned_samples_and_unlearning_cuts_the_asr(digits):
     data = make_badnets_like(digits, n_train=600, n_test=200, rate=0.1, size=3)
     cfg = TrainConfig(model="convnet", width=0.5, epochs=10, batch_size=64, lr=0.01)
     tests = eval_tensors(data, "cpu")
-    _, isolated, history = abl.train_abl(data.x_train, data.y_train, 10, digits.name, cfg,
-                                         AblConfig(isolation_ratio=0.05, unlearning_lr=0.01), "cpu", 0,
+    # lrs below the authors' 0.1: at 0.1 this small model's ASR swings from epoch to epoch, and the
+    # poisoned share of the isolated 30 went 0-30 with the thread count and the isolation epochs
+    settings = AblConfig(isolation_ratio=0.05, isolation_fraction=0.4, isolation_lr=0.02, finetune_lr=0.02,
+                         unlearning_lr=0.05)
+    _, isolated, history = abl.train_abl(data.x_train, data.y_train, 10, digits.name, cfg, settings, "cpu", 0,
                                          evaluate=lambda m, n: backdoor_metrics(m, n, **tests), progress=False)
-    assert [r["phase"] for r in history] == ["isolation"] * 2 + ["fine-tuning"] * 6 + ["unlearning"] * 2
+    assert [r["phase"] for r in history] == ["isolation"] * 4 + ["fine-tuning"] * 4 + ["unlearning"] * 2
     assert isolated.sum() == 30
-    assert (isolated & data.poison_mask).sum() >= 15  # mostly poisoned: 3 of 30 by chance, 22 measured
-    # fine-tuning on the other 570 (38 poisoned) relearns the trigger; ascent on the 30 breaks it
-    assert history[7]["asr"] > 0.8 and history[-1]["asr"] < history[7]["asr"] - 0.3  # 0.94 → 0.43 measured
+    assert (isolated & data.poison_mask).sum() >= 15  # mostly poisoned: 3 of 30 by chance, 25 measured
+    # fine-tuning on the other 570 (35 poisoned) keeps the trigger; ascent on the 30 breaks it
+    assert history[7]["asr"] > 0.8 and history[-1]["asr"] < history[7]["asr"] - 0.3  # 0.98 → 0.01-0.08 measured
 
 
 class GuardedData(types.SimpleNamespace):
