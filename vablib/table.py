@@ -115,7 +115,7 @@ def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     trained) and detection metric."""
     done = runs[runs["complete"].astype(bool)]
     others = other_defenses(runs)
-    kinds = ("vab", "no_defense", "clean_floor", *(f"defense_{d}" for d in others))
+    kinds = (*REFERENCE_COLUMNS.values(), *(f"defense_{d}" for d in others))
     metrics = [f"{kind}_{m}" for m in METRICS for kind in kinds] + \
               ["detection_precision", "detection_recall", "detection_auroc"] + \
               [f"defense_{d}_isolation_{k}" for d in others for k in ("precision", "recall")]
@@ -130,8 +130,7 @@ def aggregate(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def _head(metric: str) -> str:
     """A table.md column head: 'V&B ACC', 'detection RECALL', 'abl isolation PRECISION'."""
     kind, m = metric.rsplit("_", 1)
-    kind = {"vab": "V&B", "no_defense": "no defense", "clean_floor": "clean floor"}.get(
-        kind, kind.removeprefix("defense_").replace("_", " "))
+    kind = {"vab": "V&B", "no_defense": "no defense"}.get(kind, kind.removeprefix("defense_").replace("_", " "))
     return f"{kind} {m.upper()}"
 
 
