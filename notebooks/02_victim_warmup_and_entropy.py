@@ -60,6 +60,7 @@ suspect_labels: str = None  # target (only the inferred target label is suspicio
 target_inference: str = None  # votes (a majority of the scorings' votes) | separation (each scoring's clear leader) (paper: no such step)
 target_margin: float = None  # a label leads when its log-entropies split into two modes more clearly than every other's by this (paper: no such step)
 max_suspicious_fraction: float = None  # the suspicious set never exceeds this fraction of the data (paper: no cap)
+max_label_fraction: float = None  # with no inferred target, nor this fraction of any label (paper: no cap)
 threshold_step: float = None  # fixed thresholds: max(1 - step * scoring, floor) (paper: 0.4)
 threshold_floor: float = None  # fixed thresholds: the lowest threshold (paper: 0.2)
 mix_fraction: float = None  # fraction of beneficiary epochs with AttentionMix before suppression (paper: 0.5)

@@ -225,6 +225,7 @@ class VabConfig:
     target_inference: str = "votes"  # a majority of the scorings' votes; "separation": the clear leader of each scoring
     target_margin: float = 3.0  # a label whose scores split into two modes more clearly than every other's by this leads
     max_suspicious_fraction: float = 0.5
+    max_label_fraction: float = 0.75  # with no target, no label has more of its samples suspicious; 1: no cap
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
     mix_fraction: float = 0.5  # beneficiary epochs spent on AttentionMix before suppression
@@ -261,6 +262,7 @@ class VabConfig:
         check_choice("target_inference", self.target_inference, TARGET_INFERENCES)
         check_float("target_margin", self.target_margin, 0, 100)
         check_float("max_suspicious_fraction", self.max_suspicious_fraction, 0, 1, low_open=True)
+        check_float("max_label_fraction", self.max_label_fraction, 0, 1, low_open=True)
         check_float("threshold_step", self.threshold_step, 0, 1)
         check_float("threshold_floor", self.threshold_floor, 0, 1)
         check_float("mix_fraction", self.mix_fraction, 0, 1)

@@ -131,6 +131,19 @@ def lowest(scores: torch.Tensor, mask: torch.Tensor, max_fraction: float) -> tor
     return out
 
 
+def lowest_per_label(scores: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                     max_fraction: float) -> torch.Tensor:
+    """`mask`, keeping of each label at most its `max_fraction` lowest-scored samples (of all that
+    label's samples), so that no label leaves the labelled set whole."""
+    cap = (max_fraction * torch.bincount(labels, minlength=num_classes)).long()
+    by_score = torch.argsort(torch.where(mask, scores, torch.full_like(scores, math.inf)))
+    order = by_score[torch.argsort(labels[by_score], stable=True)]  # by label, then by score
+    count = torch.bincount(labels, minlength=num_classes)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device) - (torch.cumsum(count, 0) - count)[labels[order]]
+    return mask & (rank < cap[labels])
+
+
 def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
     """Suspicious mask on log(entropy): the samples below `gmm_cut`, the valley between the
     low- and high-entropy modes found by a two-component Gaussian mixture.
@@ -242,15 +255,17 @@ class EntropyTracker:
     beneficiary leaves these out of its labelled set) and `victim_set` (the victim trains on these).
     They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
     `suspicious` holds only samples of the label `target` when one is inferred (`target_rule`,
-    module docstring), and samples of any label when `target` is -1. The victim's set is not
+    module docstring), and samples of any label when `target` is -1, at most the
+    `max_label_fraction` lowest-scored of each label's (an easy clean class is low as a whole). The victim's set is not
     restricted to the target: a victim trained on target-labelled images alone grows sure of the
     clean target class too. `target_labels=None` lets any label be suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
                  target_labels: torch.Tensor | None = None, target_rule: str = "votes",
-                 target_margin: float = 3.0):
+                 target_margin: float = 3.0, max_label_fraction: float = 1.0):
         self.weight_new, self.split, self.max_fraction = weight_new, split, max_fraction
+        self.max_label_fraction = max_label_fraction
         self.threshold_step, self.threshold_floor, self.excludes = threshold_step, threshold_floor, excludes
         self.target_labels, self.target_rule, self.target_margin = target_labels, target_rule, target_margin
         self.target = -1  # the inferred target label (-1: none, every label is suspicious)
@@ -270,7 +285,7 @@ class EntropyTracker:
         return cls(vab_cfg.ema_weight, vab_cfg.split, vab_cfg.max_suspicious_fraction, vab_cfg.threshold_step,
                    vab_cfg.threshold_floor, vab_cfg.beneficiary_excludes,
                    labels if vab_cfg.suspect_labels == "target" else None, vab_cfg.target_inference,
-                   vab_cfg.target_margin)
+                   vab_cfg.target_margin, vab_cfg.max_label_fraction)
 
     def update(self, entropy: torch.Tensor) -> torch.Tensor:
         """Fold in a new scoring and re-split; returns the suspicious mask."""
@@ -294,6 +309,9 @@ class EntropyTracker:
                 self.target = separated_target(self.separations, self.target_margin)
             if self.target >= 0:
                 flagged = flagged & (self.target_labels == self.target)
+            elif self.max_label_fraction < 1:
+                flagged = lowest_per_label(self.ema, flagged, self.target_labels, len(self.votes),
+                                           self.max_label_fraction)
         self.suspicious = flagged if one_set else lowest(self.ema, flagged, self.max_fraction)
         return self.suspicious
 
