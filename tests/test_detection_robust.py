@@ -111,6 +111,33 @@ def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():
     assert tracker.confidence()["low_confidence"]
 
 
+def test_the_fall_back_never_takes_a_whole_label():
+    # no label stands out (1 and 3 alike), and the victim is sure of all of clean label 2
+    scores, labels = _scores({1: (100, -8.0), 3: (100, -8.0), 2: (PER_LABEL, -8.0)})
+    capped, free = _tracker(labels, max_label_fraction=0.75), _tracker(labels)
+    for _ in range(2):
+        capped.update(scores)
+        free.update(scores)
+    assert capped.target == free.target == -1
+    assert int(free.suspicious[labels == 2].sum()) == PER_LABEL
+    easy = capped.suspicious[labels == 2]
+    assert int(easy.sum()) == int(0.75 * PER_LABEL)
+    assert float(scores[labels == 2][easy].max()) <= float(scores[labels == 2][~easy].min())  # its lowest
+    low = ((labels == 1) | (labels == 3)) & (torch.arange(len(labels)) % PER_LABEL < 100)
+    assert bool(capped.suspicious[low].all())  # the low modes stay whole
+    assert torch.equal(capped.suspicious & (labels != 2), free.suspicious & (labels != 2))
+    assert torch.equal(capped.victim_set, free.victim_set)  # the victim's set is not capped
+
+
+def test_the_per_label_cap_leaves_a_named_target_alone():
+    scores, labels = _scores({1: (PER_LABEL, -8.0)})  # the victim is sure of all of label 1
+    tracker = _tracker(labels, max_label_fraction=0.5)
+    tracker.target_rule = "votes"
+    tracker.votes[1] = 5  # label 1 already named
+    tracker.update(scores)
+    assert tracker.target == 1 and int(tracker.suspicious.sum()) == PER_LABEL
+
+
 def test_the_votes_name_a_target_only_with_a_majority():
     # label 2 always holds a low mode of 100 (two modes); at scorings 2, 4 and 5 a whole clean class
     # (4, 1, 3) is as sure and outnumbers it in the victim's set; no label leads in separation by
@@ -185,6 +212,9 @@ def test_config_names_the_old_rule_and_rejects_bad_values():
         VabConfig(target_inference="majority")
     with pytest.raises(ConfigError, match="target_margin"):
         VabConfig(target_margin=-1.0)
+    with pytest.raises(ConfigError, match="max_label_fraction"):
+        VabConfig(max_label_fraction=0.0)
+    assert detection.EntropyTracker.from_config(VabConfig(max_label_fraction=0.6), torch.arange(10) % 2).max_label_fraction == 0.6
 
 
 # ---------------------------------------------------------------- Fashion-MNIST, offline

@@ -225,7 +225,7 @@ class VabConfig:
     target_inference: str = "votes"  # a majority of the scorings' votes; "separation": the clear leader of each scoring
     target_margin: float = 3.0  # a label whose scores split into two modes more clearly than every other's by this leads
     max_suspicious_fraction: float = 0.5
-    max_label_fraction: float = 0.75  # with no target, no label has more of its samples suspicious; 1: no cap
+    max_label_fraction: float = 1.0  # with no target, no label has more of its samples suspicious (1: no cap)
     threshold_step: float = 0.4
     threshold_floor: float = 0.2
     mix_fraction: float = 0.5  # beneficiary epochs spent on AttentionMix before suppression
