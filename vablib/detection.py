@@ -135,10 +135,10 @@ def lowest_per_label(scores: torch.Tensor, mask: torch.Tensor, labels: torch.Ten
                      max_fraction: float) -> torch.Tensor:
     """`mask`, keeping of each label at most its `max_fraction` lowest-scored samples (of all that
     label's samples), so that no label leaves the labelled set whole."""
-    cap = (max_fraction * torch.bincount(labels, minlength=num_classes)).long()
+    count = torch.bincount(labels, minlength=num_classes)
+    cap = (max_fraction * count).long()
     by_score = torch.argsort(torch.where(mask, scores, torch.full_like(scores, math.inf)))
     order = by_score[torch.argsort(labels[by_score], stable=True)]  # by label, then by score
-    count = torch.bincount(labels, minlength=num_classes)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=order.device) - (torch.cumsum(count, 0) - count)[labels[order]]
     return mask & (rank < cap[labels])
@@ -256,9 +256,9 @@ class EntropyTracker:
     They differ for the hybrid split with `excludes="either"`, and given `target_labels`: then
     `suspicious` holds only samples of the label `target` when one is inferred (`target_rule`,
     module docstring), and samples of any label when `target` is -1, at most the
-    `max_label_fraction` lowest-scored of each label's (an easy clean class is low as a whole). The victim's set is not
-    restricted to the target: a victim trained on target-labelled images alone grows sure of the
-    clean target class too. `target_labels=None` lets any label be suspicious (the reference)."""
+    `max_label_fraction` lowest-scored of each label's (an easy clean class is low as a whole).
+    The victim's set is not restricted to the target: a victim trained on target-labelled images
+    alone grows sure of the clean target class too. `target_labels=None` lets any label be suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
