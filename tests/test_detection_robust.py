@@ -131,8 +131,7 @@ def test_the_fall_back_never_takes_a_whole_label():
 
 def test_the_per_label_cap_leaves_a_named_target_alone():
     scores, labels = _scores({1: (PER_LABEL, -8.0)})  # the victim is sure of all of label 1
-    tracker = _tracker(labels, max_label_fraction=0.5)
-    tracker.target_rule = "votes"
+    tracker = _tracker(labels, max_label_fraction=0.5, target_rule="votes")
     tracker.votes[1] = 5  # label 1 already named
     tracker.update(scores)
     assert tracker.target == 1 and int(tracker.suspicious.sum()) == PER_LABEL

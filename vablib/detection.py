@@ -258,7 +258,8 @@ class EntropyTracker:
     module docstring), and samples of any label when `target` is -1, at most the
     `max_label_fraction` lowest-scored of each label's (an easy clean class is low as a whole).
     The victim's set is not restricted to the target: a victim trained on target-labelled images
-    alone grows sure of the clean target class too. `target_labels=None` lets any label be suspicious (the reference)."""
+    alone grows sure of the clean target class too. `target_labels=None` lets any label be
+    suspicious (the reference)."""
 
     def __init__(self, weight_new: float = 0.75, split: str = "hybrid", max_fraction: float = 0.5,
                  threshold_step: float = 0.4, threshold_floor: float = 0.2, excludes: str = "either",
