@@ -6,15 +6,20 @@ SGD with the step schedule, crop-and-flip augmentation) and report ACC / ASR / R
 best-ACC epoch (as the paper reports).
 
     .venv/bin/python benchmarks/attack_baselines.py --epochs 40 --width 0.25 --out outputs/bench
+    .venv/bin/python benchmarks/attack_baselines.py --data digits --attacks badnets blended --mode all2all
 
-Each attack gets the run folder <out>/<attack>[-reference]: CL's clean model, IAD's generators and
-the baseline (artifacts/baseline.json) are cached there, keyed by what produced them, so
-benchmarks/vab_cifar_subset.py with the same budget reuses them. Prints a table and writes
-<out>/attack_baselines[-reference].json after every attack (a killed run keeps what it finished).
+`--mode all2all` relabels y → (y + 1) mod K; `--no-augment` trains without crop and flip.
+
+Each attack gets the run folder <out>/<attack>[-reference][-all2all][-no-augment]: CL's clean
+model, IAD's generators and the baseline (artifacts/baseline.json) are cached there, keyed by what
+produced them, so benchmarks/vab_cifar_subset.py with the same budget reuses them. Prints a table
+and writes <out>/attack_baselines[...].json, named alike, after every attack (a killed run keeps
+what it finished).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,25 +27,30 @@ from pathlib import Path
 import torch
 
 from vablib import runio
-from vablib.attacks import ATTACKS, CPU_SETTINGS, AttackConfig, generate, poison_summary
+from vablib.attacks import ATTACKS, CPU_SETTINGS, MODES, AttackConfig, generate, poison_summary
 from vablib.baseline import no_defense_baseline
 from vablib.config import as_params
-from vablib.data import load_dataset
 
-from common import DEFAULT_DATA, add_budget_arguments, budget
+from common import DEFAULT_DATA, add_budget_arguments, budget, load_data
 
 REFERENCE = {"poison_rate": 0.1, "attack_params": {}}
 
 
+def variant(args) -> str:
+    """The suffix naming a non-default run: the reference settings, all-to-all, no augmentation."""
+    return "".join(f"-{part}" for part, on in (("reference", args.reference), (args.mode, args.mode != "all2one"),
+                                                ("no-augment", args.no_augment)) if on)
+
+
 def run_attack(ds, name: str, args) -> dict:
-    run = runio.RunDir(Path(args.out) / (f"{name}-reference" if args.reference else name))
+    run = runio.RunDir(Path(args.out) / f"{name}{variant(args)}")
     settings = REFERENCE if args.reference else CPU_SETTINGS[name]
     cfg = AttackConfig(name, poison_rate=settings["poison_rate"], target_label=0, attack_budget="cpu",
-                       attack_params=settings["attack_params"])
+                       attack_mode=args.mode, attack_params=settings["attack_params"])
     t0 = time.time()
     data = generate(ds, cfg, seed=args.seed, device="cpu", run=run, progress=False)
     t_attack = time.time() - t0
-    train_cfg = budget(args)
+    train_cfg = dataclasses.replace(budget(args), augment=not args.no_augment)
     result = no_defense_baseline(data, train_cfg, device="cpu", seed=args.seed, run=run, progress=False,
                                  on_epoch=lambda r: print(f"  {name} epoch {r['epoch']:>3}: acc {r['acc']:.3f} "
                                                           f"asr {r['asr']:.3f} ra {r['ra']:.3f} ({r['seconds']:.0f}s)",
@@ -70,17 +80,19 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(DEFAULT_DATA), help="the CIFAR-10 subset .npz")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="the CIFAR-10 subset .npz, digits or fashion_mnist")
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
     add_budget_arguments(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", action="store_true", help="the reference settings (10%% poisoning, default params)")
+    ap.add_argument("--mode", default="all2one", choices=list(MODES), help="the attack mode")
+    ap.add_argument("--no-augment", action="store_true", help="train without the budget's crop and flip")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (use 1 on a CPU shared with other jobs)")
     ap.add_argument("--out", default="outputs/bench", help="folder of the per-attack run folders and the table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    ds = load_dataset("npz", args.data)
-    table_path = Path(args.out) / ("attack_baselines-reference.json" if args.reference else "attack_baselines.json")
+    ds, _ = load_data(args.data)
+    table_path = Path(args.out) / f"attack_baselines{variant(args)}.json"
     rows = []
     for name in args.attacks:
         print(f"[{name}] {REFERENCE if args.reference else CPU_SETTINGS[name]}", flush=True)

@@ -39,7 +39,7 @@ def budget(args) -> TrainConfig:
     return TrainConfig.from_profile(args.profile, model=args.model, width=args.width, epochs=args.epochs, lr=args.lr)
 
 
-def poisoned(ds, attack: str, seed: int, folder) -> "attacks.PoisonedData":
-    """The attack at its CPU setting (`attacks.CPU_SETTINGS`), target 0, cached in `folder`."""
-    cfg = attacks.AttackConfig(attack=attack, target_label=0, **attacks.CPU_SETTINGS[attack])
+def poisoned(ds, attack: str, seed: int, folder, mode: str = "all2one") -> "attacks.PoisonedData":
+    """The attack at its CPU setting (`attacks.CPU_SETTINGS`), target 0 (or all-to-all), cached in `folder`."""
+    cfg = attacks.AttackConfig(attack=attack, target_label=0, attack_mode=mode, **attacks.CPU_SETTINGS[attack])
     return attacks.generate(ds, cfg, seed=seed, device="cpu", run=runio.RunDir(folder), progress=False)

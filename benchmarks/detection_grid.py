@@ -6,10 +6,14 @@ each beneficiary epoch that has one) and saves every scoring's raw entropy. The 
 `victim_set`, which every target rule below leaves unchanged, so `table` replays any tracker on the
 recorded scorings and gets exactly the split a full run with that rule would get. It prints, per
 run and rule, the beneficiary's suspicious set at the end and at its worst over the scorings the
-beneficiary trains on (recall final / lowest, precision), the inferred target, and the confidence.
+beneficiary trains on (recall final / lowest, precision), the inferred target, and the confidence
+(the target's share of the victim's set at the end, and how many scorings were low-confidence).
 
     .venv/bin/python benchmarks/detection_grid.py record --data fashion_mnist --attacks badnets --seeds 0
     .venv/bin/python benchmarks/detection_grid.py table
+
+`--mode all2all` records all-to-all attacks (runs named DATA-ATTACK-all2all-sN); `--profile NAME`
+another budget than the data's (`DATA_PROFILES`; give it its own `--out`).
 
 `-p NAME VALUE` records a victim with other V&B settings (e.g. `-p victim_batchnorm running
 --out outputs/bench/detection_grid_running`, the reference's batch-norm statistics).
@@ -54,17 +58,18 @@ def reselections(train_cfg, vab_cfg) -> int:
 def record(args) -> None:
     folder = Path(args.out)
     for name in args.data:
-        profile = DATA_PROFILES[name]
+        profile = args.profile or DATA_PROFILES[name]
         train_cfg = TrainConfig.from_profile(profile)
         vab_cfg = VabConfig.from_profile(profile, **{k: parse_value(v) for k, v in args.param})
         ds, short = load_data(data_spec(name))
         for attack in args.attacks:
             for seed in args.seeds:
-                path = folder / f"{name}-{attack}-s{seed}.npz"
+                run = f"{name}-{attack}" + ("" if args.mode == "all2one" else f"-{args.mode}") + f"-s{seed}"
+                path = folder / f"{run}.npz"
                 if path.exists():
                     continue
                 t0 = time.time()
-                data = poisoned(ds, attack, seed, folder / "poisoned" / f"{attack}-{short}-s{seed}")
+                data = poisoned(ds, attack, seed, folder / "poisoned" / run.replace(name, short, 1), args.mode)
                 trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", seed, run=None, progress=False)
                 scores = []
                 update = trainer.tracker.update
@@ -104,7 +109,7 @@ def replay(rec, overrides: dict) -> list[dict]:
 def table(args) -> None:
     folder = Path(args.out)
     print(f"{'run':<28} {'rule':<10} {'R final':>7} {'R low':>6} {'P final':>7} {'P low':>6} {'target':>6} "
-          f"{'abstain':>7} {'margin':>6} {'D split':>7} {'low conf':>8}")
+          f"{'abstain':>7} {'margin':>6} {'D split':>7} {'T share':>7} {'low conf':>8}")
     for path in sorted(folder.glob(f"{args.runs}.npz")):
         rec = np.load(path)
         first = int(rec["first_beneficiary"])
@@ -114,7 +119,8 @@ def table(args) -> None:
             print(f"{path.stem:<28} {rule:<10} {end['recall']:7.3f} {min(r['recall'] for r in rows):6.3f} "
                   f"{end['precision']:7.3f} {min(r['precision'] for r in rows):6.3f} {end['target']:>6} "
                   f"{sum(r['target'] < 0 for r in rows):>3}/{len(rows):<3} {end['target_margin']:6.2f} "
-                  f"{end['split_separation']:7.2f} {sum(r['low_confidence'] for r in rows):>4}/{len(rows):<3}")
+                  f"{end['split_separation']:7.2f} {end.get('target_share', float('nan')):7.2f} "
+                  f"{sum(r['low_confidence'] for r in rows):>4}/{len(rows):<3}")
 
 
 def main(argv=None) -> int:
@@ -124,6 +130,8 @@ def main(argv=None) -> int:
     rec.add_argument("--data", nargs="+", default=list(DATA_PROFILES), choices=list(DATA_PROFILES))
     rec.add_argument("--attacks", nargs="+", default=["badnets", "blended", "wanet"], choices=list(attacks.ATTACKS))
     rec.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    rec.add_argument("--mode", default="all2one", choices=list(attacks.MODES), help="the attack mode")
+    rec.add_argument("--profile", help="the budget (default: the data's, DATA_PROFILES)")
     rec.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="a V&B setting on top of the profile's")
     tab = sub.add_parser("table", help="replay the rules on the recorded scorings")

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -75,9 +75,12 @@ fig
 # two modes; `separation` is the same over every sample, and `target_margin` the inferred label's
 # lead over the runner-up. With the target votes, the right panel is the most-voted label's share
 # of the scorings' votes: a real trigger wins most of them, and at or below the dashed line no label
-# holds a majority, so there is no target and the split draws on every label. Below the left line,
-# or without a target, the split is low-confidence: the report and the runner then warn that V&B
-# may not have removed the backdoor.
+# holds a majority, so there is no target and the split draws on every label. It also shows the
+# named target's share of the victim's own set: below the line, and with no lead in separation,
+# the victim trains mostly on other labels and has not singled the target out (an all-to-all
+# attack's poisoned samples carry every label). Below the left line, without a target, or with a
+# target the victim has not singled out, the split is low-confidence: the report and the runner
+# then warn that V&B may not have removed the backdoor.
 
 # %%
 fig = plots.detection_confidence(scorings, detection.CLEAR_SEPARATION, detection.MIN_VOTE_SHARE)

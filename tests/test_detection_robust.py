@@ -67,6 +67,8 @@ def test_target_is_the_bimodal_label_not_a_clean_class_the_victim_is_sure_of():
     assert votes.votes.tolist() == [0, 0, 0, 3, 0]
     conf = sep.confidence()
     assert not conf["low_confidence"] and conf["split_separation"] == pytest.approx(float(sep.separations[3]), abs=1e-3)
+    assert votes.confidence()["target_share"] < detection.MIN_TARGET_SHARE  # the easy class fills the victim's set,
+    assert not votes.confidence()["low_confidence"]  # but the target leads in separation
 
 
 def test_a_label_leading_in_separation_votes_only_if_the_victims_set_over_represents_it():
@@ -180,6 +182,30 @@ def test_the_report_names_what_made_detection_unsure():
     fine = line(low_confidence=False, split_separation=3.1, vote_share=0.9)
     assert "Warning" not in fine and "separation 3.10" in fine and "won 90% of the scorings' votes" in fine
     assert "votes" not in line(low_confidence=False, split_separation=3.1)
+    scattered = line(low_confidence=True, split_separation=3.1, vote_share=0.9, target_share=0.25)
+    assert scattered.startswith("**Warning: low detection confidence.** The target label 0 holds only 25% of the "
+                                "victim's own set") and "two modes" not in scattered
+    assert "Warning" not in line(low_confidence=False, split_separation=3.1, vote_share=0.9, target_share=0.6)
+    leads = line(low_confidence=True, split_separation=1.5, vote_share=0.9, target_share=0.25, target_leads=True)
+    assert "(separation 1.50 < 2)" in leads and "victim's own set" not in leads
+
+
+def test_a_target_the_victims_set_does_not_single_out_is_low_confidence():
+    # every label has a low mode of the same size (an all-to-all attack's poison, or five easy
+    # subsets): the named target holds a fifth of the victim's set and leads no other label in
+    # separation, though its own scores split (a target that leads may hold less: the test above)
+    spread, labels = _scores({k: (60, -8.0) for k in range(LABELS)})
+    alone, _ = _scores({0: (60, -8.0)})
+    low = torch.arange(len(labels)) % PER_LABEL < 60
+    for scores, share in ((spread, 1 / LABELS), (alone, 1.0)):
+        tracker = _tracker(labels, target_rule="votes")
+        tracker.votes[0] = 5  # label 0 already named by earlier scorings
+        tracker.update(scores)
+        assert tracker.target == 0 and torch.equal(tracker.victim_set, low if share < 1 else low & (labels == 0))
+        conf = tracker.confidence()
+        assert conf["split_separation"] > detection.CLEAR_SEPARATION  # label 0's own scores split either way
+        assert conf["target_share"] == pytest.approx(share)
+        assert conf["low_confidence"] == (share < detection.MIN_TARGET_SHARE)
 
 
 def test_confidence_is_low_on_one_mode_and_high_on_two_without_labels():

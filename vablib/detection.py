@@ -166,6 +166,7 @@ def split_gmm(scores: torch.Tensor, max_fraction: float = 0.5) -> torch.Tensor:
 
 CLEAR_SEPARATION = 2.0  # Ashman's D above which two Gaussian modes are clearly apart
 MIN_VOTE_SHARE = 0.5  # the votes name a target only when it holds more than this share of them
+MIN_TARGET_SHARE = 0.5  # a named target holding less of the victim's set: the victim did not single it out
 MIN_LABEL_SAMPLES = 8  # fewer samples of a label: no mixture is fitted, its separation is 0
 MIN_MODE_WEIGHT = 0.05  # a mode holding less than this share is a few outliers, not a mode
 
@@ -335,9 +336,13 @@ class EntropyTracker:
         """How sure the last split is, from the scores alone (no ground truth): the separation
         (Ashman's D) of the samples the suspicious set is drawn from (the target label's, or every
         sample's when there is no target), the best label's lead over the runner-up
-        (`target_margin`), with the votes the most-voted label's share of them (`vote_share`), and
-        `low_confidence` when that separation is below CLEAR_SEPARATION or the labels were given
-        and no target was named (the split fell back to every label)."""
+        (`target_margin`), with the votes the most-voted label's share of them (`vote_share`), the
+        named target's share of the victim's set (`target_share`) and whether it leads in separation
+        (`target_leads`), and `low_confidence` when that
+        separation is below CLEAR_SEPARATION, the labels were given and no target was named (the
+        split fell back to every label), or the target neither leads in separation nor holds
+        MIN_TARGET_SHARE of the victim's set (the victim trains mostly on other labels and has not
+        singled the target out, as on an all-to-all attack; docs/detection.md)."""
         out = {"separation": round(self.overall_separation, 3)}
         if len(self.separations) >= 2:
             top = torch.topk(self.separations, 2).values
@@ -346,8 +351,14 @@ class EntropyTracker:
         out["split_separation"] = round(base, 3)
         if self.target_rule == "votes" and int(self.votes.sum()) > 0:
             out["vote_share"] = round(float(self.votes.max()) / float(self.votes.sum()), 3)
+        scattered = False
+        if self.target >= 0 and self.victim_set is not None and bool(self.victim_set.any()):
+            share = float((self.target_labels[self.victim_set] == self.target).double().mean())
+            leads = separated_target(self.separations, self.target_margin) == self.target
+            out["target_share"], out["target_leads"] = round(share, 3), leads
+            scattered = share < MIN_TARGET_SHARE and not leads
         abstained = self.target_labels is not None and self.target < 0
-        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained)
+        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained or scattered)
         return out
 
     @property

@@ -13,7 +13,7 @@ import torch
 from . import runio
 from .attentionmix import attention_maps, attention_mix
 from .defenses import other_results
-from .detection import CLEAR_SEPARATION
+from .detection import CLEAR_SEPARATION, MIN_TARGET_SHARE
 from .errors import DataNotFoundError
 from .vab import PHASES, VabTrainer
 
@@ -74,7 +74,8 @@ def summarize(trainer: VabTrainer) -> dict:
     if not rows:
         raise DataNotFoundError(f"{trainer.run.path}/metrics.jsonl is empty: run notebooks 04 and 05 first.")
     keys = ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible",
-            "inferred_target", "split_separation", "vote_share", "low_confidence")
+            "inferred_target", "split_separation", "vote_share", "target_share", "target_leads",
+            "low_confidence")
     final = rows[-1]
     best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
     summary = {
@@ -169,6 +170,11 @@ def _confidence_line(summary: dict) -> str:
     if f.get("inferred_target", 0) < 0:
         lead = f" (the most-voted label won {share:.0%} of the scorings' votes)" if share is not None else ""
         reasons.append(f"no target label stood out{lead}, so every label was suspect")
+    held = f.get("target_share")
+    if held is not None and held < MIN_TARGET_SHARE and not f.get("target_leads"):
+        reasons.append(f"the target label {f['inferred_target']} holds only {held:.0%} of the victim's own set, so "
+                       "the victim has not singled it out (as on an all-to-all attack, whose poisoned samples carry "
+                       "every label)")
     text = "; ".join(reasons)
     return (f"**Warning: low detection confidence.** {text[:1].upper() + text[1:]}: the split may miss "
             "poisoned samples, and V&B may not have removed the backdoor.")

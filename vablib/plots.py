@@ -128,13 +128,14 @@ def detection_scorings(df: pd.DataFrame):
 
 def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_share: float = MIN_VOTE_SHARE):
     """What the defender sees without the ground truth, after each scoring (columns: scoring,
-    split_separation, and separation / target_margin / vote_share where recorded): how clearly the
-    split's scores fall into two modes (Ashman's D) and, with the target votes, the most-voted
-    label's share of them, each with the line at or below which the kit warns (and, for the votes,
-    names no target)."""
+    split_separation, and separation / target_margin / vote_share / target_share where recorded):
+    how clearly the split's scores fall into two modes (Ashman's D) and, with the target votes, the
+    most-voted label's share of them and the named target's share of the victim's set, each with
+    the line below which the kit warns (and, for the votes, names no target)."""
     theme()
     cols = [c for c in ("split_separation", "separation", "target_margin") if c in df]
-    shares = "vote_share" in df and df["vote_share"].notna().any()
+    share_cols = [c for c in ("vote_share", "target_share") if c in df and df[c].notna().any()]
+    shares = bool(share_cols)
     fig, axes = plt.subplots(1, 2 if shares else 1, figsize=(11 if shares else 7, 3.2), squeeze=False,
                              gridspec_kw={"width_ratios": [2, 1]} if shares else None)
     ax = axes[0, 0]
@@ -145,10 +146,11 @@ def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_
     ax.set_ylabel("separation (Ashman's D)")
     if shares:
         ax = axes[0, 1]
-        sns.lineplot(data=df, x="scoring", y="vote_share", marker="o", color="grey", ax=ax)
+        long = df.melt(id_vars="scoring", value_vars=share_cols, var_name="share of", value_name="share")
+        sns.lineplot(data=long, x="scoring", y="share", hue="share of", marker="o", ax=ax)
         ax.axhline(min_share, color="black", ls="--", lw=1)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel("most-voted label's share")
+        ax.set_ylabel("share")
     fig.tight_layout()
     return fig
 
