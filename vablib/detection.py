@@ -338,11 +338,11 @@ class EntropyTracker:
         sample's when there is no target), the best label's lead over the runner-up
         (`target_margin`), with the votes the most-voted label's share of them (`vote_share`), the
         named target's share of the victim's set (`target_share`) and whether it leads in separation
-        (`target_leads`), and `low_confidence` when that
-        separation is below CLEAR_SEPARATION, the labels were given and no target was named (the
-        split fell back to every label), or the target neither leads in separation nor holds
-        MIN_TARGET_SHARE of the victim's set (the victim trains mostly on other labels and has not
-        singled the target out, as on an all-to-all attack; docs/detection.md)."""
+        (`target_leads`), and `low_confidence` when that separation is below CLEAR_SEPARATION, the
+        labels were given and no target was named (the split fell back to every label), or the
+        target neither leads in separation nor holds MIN_TARGET_SHARE of the victim's set (the
+        victim trains mostly on other labels and has not singled the target out, as on an
+        all-to-all attack; docs/detection.md)."""
         out = {"separation": round(self.overall_separation, 3)}
         if len(self.separations) >= 2:
             top = torch.topk(self.separations, 2).values
