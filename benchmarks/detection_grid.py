@@ -64,12 +64,12 @@ def record(args) -> None:
         ds, short = load_data(data_spec(name))
         for attack in args.attacks:
             for seed in args.seeds:
-                run = f"{name}-{attack}" + ("" if args.mode == "all2one" else f"-{args.mode}") + f"-s{seed}"
-                path = folder / f"{run}.npz"
+                tail = ("" if args.mode == "all2one" else f"-{args.mode}") + f"-s{seed}"
+                path = folder / f"{name}-{attack}{tail}.npz"
                 if path.exists():
                     continue
                 t0 = time.time()
-                data = poisoned(ds, attack, seed, folder / "poisoned" / run.replace(name, short, 1), args.mode)
+                data = poisoned(ds, attack, seed, folder / "poisoned" / f"{attack}-{short}{tail}", args.mode)
                 trainer = VabTrainer(data, train_cfg, vab_cfg, "cpu", seed, run=None, progress=False)
                 scores = []
                 update = trainer.tracker.update

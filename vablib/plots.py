@@ -134,8 +134,7 @@ def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_
     the line below which the kit warns (and, for the votes, names no target)."""
     theme()
     cols = [c for c in ("split_separation", "separation", "target_margin") if c in df]
-    share_cols = [c for c in ("vote_share", "target_share") if c in df and df[c].notna().any()]
-    shares = bool(share_cols)
+    shares = [c for c in ("vote_share", "target_share") if c in df and df[c].notna().any()]
     fig, axes = plt.subplots(1, 2 if shares else 1, figsize=(11 if shares else 7, 3.2), squeeze=False,
                              gridspec_kw={"width_ratios": [2, 1]} if shares else None)
     ax = axes[0, 0]
@@ -146,7 +145,7 @@ def detection_confidence(df: pd.DataFrame, clear: float = CLEAR_SEPARATION, min_
     ax.set_ylabel("separation (Ashman's D)")
     if shares:
         ax = axes[0, 1]
-        long = df.melt(id_vars="scoring", value_vars=share_cols, var_name="share of", value_name="share")
+        long = df.melt(id_vars="scoring", value_vars=shares, var_name="share of", value_name="share")
         sns.lineplot(data=long, x="scoring", y="share", hue="share of", marker="o", ax=ax)
         ax.axhline(min_share, color="black", ls="--", lw=1)
         ax.set_ylim(0, 1.05)
