@@ -79,8 +79,9 @@ fig
 # named target's share of the victim's own set: below the line, and with no lead in separation,
 # the victim trains mostly on other labels and has not singled the target out (an all-to-all
 # attack's poisoned samples carry every label). Below the left line, without a target, or with a
-# target the victim has not singled out, the split is low-confidence: the report and the runner
-# then warn that V&B may not have removed the backdoor.
+# target the victim has not singled out, the split is low-confidence (`low_reasons`: `modes`,
+# `no_target`, `scattered`): the report and the runner then warn that V&B may not have removed the
+# backdoor.
 
 # %%
 fig = plots.detection_confidence(scorings, detection.CLEAR_SEPARATION, detection.MIN_VOTE_SHARE)

@@ -110,7 +110,7 @@ def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():
     assert torch.equal(tracker.suspicious, free.suspicious)
     low = (labels == 1) | (labels == 3)
     assert bool(tracker.suspicious[low & (torch.arange(len(labels)) % PER_LABEL < 100)].all())
-    assert tracker.confidence()["low_confidence"]
+    assert tracker.confidence()["low_reasons"] == ["no_target"] and tracker.confidence()["low_confidence"]
 
 
 def test_the_fall_back_never_takes_a_whole_label():
@@ -171,23 +171,25 @@ def test_the_report_names_what_made_detection_unsure():
     def line(**final):
         return pipeline._confidence_line({"final": {"inferred_target": 0, **final}})
 
-    votes = line(low_confidence=True, split_separation=3.1, vote_share=0.4, inferred_target=-1)
+    votes = line(low_confidence=True, low_reasons=["no_target"], split_separation=3.1, vote_share=0.4,
+                 inferred_target=-1)
     assert votes.startswith("**Warning: low detection confidence.** No target label stood out (the most-voted "
                             "label won 40% of the scorings' votes), so every label was suspect")
     assert "two modes" not in votes
-    both = line(low_confidence=True, split_separation=1.5, vote_share=0.4, inferred_target=-1)
+    both = line(low_confidence=True, low_reasons=["modes", "no_target"], split_separation=1.5, vote_share=0.4,
+                inferred_target=-1)
     assert "(separation 1.50 < 2)" in both and "no target label stood out" in both and "40%" in both
-    modes = line(low_confidence=True, split_separation=1.5, vote_share=0.9)
+    modes = line(low_confidence=True, low_reasons=["modes"], split_separation=1.5, vote_share=0.9)
     assert "(separation 1.50 < 2)" in modes and "stood out" not in modes
-    fine = line(low_confidence=False, split_separation=3.1, vote_share=0.9)
+    fine = line(low_confidence=False, low_reasons=[], split_separation=3.1, vote_share=0.9)
     assert "Warning" not in fine and "separation 3.10" in fine and "won 90% of the scorings' votes" in fine
     assert "votes" not in line(low_confidence=False, split_separation=3.1)
-    scattered = line(low_confidence=True, split_separation=3.1, vote_share=0.9, target_share=0.25)
+    scattered = line(low_confidence=True, low_reasons=["scattered"], split_separation=3.1, vote_share=0.9,
+                     target_share=0.25)
     assert scattered.startswith("**Warning: low detection confidence.** The target label 0 holds only 25% of the "
                                 "victim's own set") and "two modes" not in scattered
-    assert "Warning" not in line(low_confidence=False, split_separation=3.1, vote_share=0.9, target_share=0.6)
-    leads = line(low_confidence=True, split_separation=1.5, vote_share=0.9, target_share=0.25, target_leads=True)
-    assert "(separation 1.50 < 2)" in leads and "victim's own set" not in leads
+    unsaid = line(low_confidence=True, split_separation=3.1)  # a summary without the reasons still warns
+    assert unsaid.startswith("**Warning: low detection confidence.** The run did not record why")
 
 
 def test_a_target_the_victims_set_does_not_single_out_is_low_confidence():
@@ -205,6 +207,7 @@ def test_a_target_the_victims_set_does_not_single_out_is_low_confidence():
         conf = tracker.confidence()
         assert conf["split_separation"] > detection.CLEAR_SEPARATION  # label 0's own scores split either way
         assert conf["target_share"] == pytest.approx(share)
+        assert conf["low_reasons"] == (["scattered"] if share < detection.MIN_TARGET_SHARE else [])
         assert conf["low_confidence"] == (share < detection.MIN_TARGET_SHARE)
 
 
@@ -215,6 +218,7 @@ def test_confidence_is_low_on_one_mode_and_high_on_two_without_labels():
     flat.update(unimodal)
     apart.update(bimodal)
     assert flat.confidence()["low_confidence"] and flat.confidence()["separation"] < detection.CLEAR_SEPARATION
+    assert flat.confidence()["low_reasons"] == ["modes"]
     assert not apart.confidence()["low_confidence"]
     assert apart.confidence()["separation"] > detection.CLEAR_SEPARATION
     assert "target_margin" not in apart.confidence()  # no labels, no target

@@ -338,11 +338,12 @@ class EntropyTracker:
         sample's when there is no target), the best label's lead over the runner-up
         (`target_margin`), with the votes the most-voted label's share of them (`vote_share`), the
         named target's share of the victim's set (`target_share`) and whether it leads in separation
-        (`target_leads`), and `low_confidence` when that separation is below CLEAR_SEPARATION, the
-        labels were given and no target was named (the split fell back to every label), or the
-        target neither leads in separation nor holds MIN_TARGET_SHARE of the victim's set (the
-        victim trains mostly on other labels and has not singled the target out, as on an
-        all-to-all attack; docs/detection.md)."""
+        (`target_leads`), and `low_confidence` with its `low_reasons`: "modes" when that separation
+        is below CLEAR_SEPARATION, "no_target" when the labels were given and no target was named
+        (the split fell back to every label), "scattered" when the target neither leads in
+        separation nor holds MIN_TARGET_SHARE of the victim's set (the victim trains mostly on
+        other labels and has not singled the target out, as on an all-to-all attack;
+        docs/detection.md)."""
         out = {"separation": round(self.overall_separation, 3)}
         if len(self.separations) >= 2:
             top = torch.topk(self.separations, 2).values
@@ -351,14 +352,16 @@ class EntropyTracker:
         out["split_separation"] = round(base, 3)
         if self.target_rule == "votes" and int(self.votes.sum()) > 0:
             out["vote_share"] = round(float(self.votes.max()) / float(self.votes.sum()), 3)
-        scattered = False
+        reasons = ["modes"] if base < CLEAR_SEPARATION else []
+        if self.target_labels is not None and self.target < 0:
+            reasons.append("no_target")
         if self.target >= 0 and self.victim_set is not None and bool(self.victim_set.any()):
             share = float((self.target_labels[self.victim_set] == self.target).double().mean())
             leads = separated_target(self.separations, self.target_margin) == self.target
             out["target_share"], out["target_leads"] = round(share, 3), leads
-            scattered = share < MIN_TARGET_SHARE and not leads
-        abstained = self.target_labels is not None and self.target < 0
-        out["low_confidence"] = bool(base < CLEAR_SEPARATION or abstained or scattered)
+            if share < MIN_TARGET_SHARE and not leads:
+                reasons.append("scattered")
+        out["low_confidence"], out["low_reasons"] = bool(reasons), reasons
         return out
 
     @property

@@ -13,7 +13,6 @@ import torch
 from . import runio
 from .attentionmix import attention_maps, attention_mix
 from .defenses import other_results
-from .detection import CLEAR_SEPARATION, MIN_TARGET_SHARE
 from .errors import DataNotFoundError
 from .vab import PHASES, VabTrainer
 
@@ -75,7 +74,7 @@ def summarize(trainer: VabTrainer) -> dict:
         raise DataNotFoundError(f"{trainer.run.path}/metrics.jsonl is empty: run notebooks 04 and 05 first.")
     keys = ("acc", "asr", "ra", "class_acc", "precision", "recall", "fpr", "f1", "auroc", "n_suspicious", "n_credible",
             "inferred_target", "split_separation", "vote_share", "target_share", "target_leads",
-            "low_confidence")
+            "low_confidence", "low_reasons")
     final = rows[-1]
     best = max(rows, key=lambda r: (r["acc"], -r["epoch"]))
     summary = {
@@ -157,7 +156,7 @@ def _isolation_lines(summary: dict) -> list[str]:
 
 def _confidence_line(summary: dict) -> str:
     """Whether the defender can trust the final split, from the scores alone (no ground truth),
-    naming what made it unsure."""
+    naming what made it unsure (`EntropyTracker.confidence`'s reasons)."""
     f = summary["final"]
     if f.get("low_confidence") is None:
         return "Detection confidence: not recorded."
@@ -165,17 +164,15 @@ def _confidence_line(summary: dict) -> str:
     if not f["low_confidence"]:
         votes = f", the target won {share:.0%} of the scorings' votes" if share is not None else ""
         return f"Detection confidence: the split's scores separate clearly (separation {d:.2f}{votes})."
-    reasons = [f"the scores the suspicious set is drawn from do not fall clearly into two modes (separation "
-               f"{d:.2f} < 2)"] if d < CLEAR_SEPARATION else []
-    if f.get("inferred_target", 0) < 0:
-        lead = f" (the most-voted label won {share:.0%} of the scorings' votes)" if share is not None else ""
-        reasons.append(f"no target label stood out{lead}, so every label was suspect")
-    held = f.get("target_share")
-    if held is not None and held < MIN_TARGET_SHARE and not f.get("target_leads"):
-        reasons.append(f"the target label {f['inferred_target']} holds only {held:.0%} of the victim's own set, so "
-                       "the victim has not singled it out (as on an all-to-all attack, whose poisoned samples carry "
-                       "every label)")
-    text = "; ".join(reasons)
+    lead = f" (the most-voted label won {share:.0%} of the scorings' votes)" if share is not None else ""
+    said = {
+        "modes": f"the scores the suspicious set is drawn from do not fall clearly into two modes (separation "
+                 f"{d:.2f} < 2)",
+        "no_target": f"no target label stood out{lead}, so every label was suspect",
+        "scattered": f"the target label {f.get('inferred_target')} holds only {f.get('target_share') or 0:.0%} of the "
+                     "victim's own set, so the victim has not singled it out (as on an all-to-all attack, whose "
+                     "poisoned samples carry every label)"}
+    text = "; ".join(said[r] for r in f.get("low_reasons") or []) or "the run did not record why"
     return (f"**Warning: low detection confidence.** {text[:1].upper() + text[1:]}: the split may miss "
             "poisoned samples, and V&B may not have removed the backdoor.")
 
