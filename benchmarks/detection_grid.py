@@ -6,8 +6,11 @@ each beneficiary epoch that has one) and saves every scoring's raw entropy. The 
 `victim_set`, which every target rule below leaves unchanged, so `table` replays any tracker on the
 recorded scorings and gets exactly the split a full run with that rule would get. It prints, per
 run and rule, the beneficiary's suspicious set at the end and at its worst over the scorings the
-beneficiary trains on (recall final / lowest, precision), the inferred target, and the confidence
-(the target's share of the victim's set at the end, and how many scorings were low-confidence).
+beneficiary trains on (recall final / lowest, precision), the inferred target, the confidence
+(the target's share of the victim's set at the end, and how many scorings were low-confidence),
+and the victim's own ranking of the poisoned images, which no rule changes (AUROC of the EMA score,
+lowest-end, over every sample and within the target label): where it is low the victim failed,
+where it is high and recall is low the rule did.
 
     .venv/bin/python benchmarks/detection_grid.py record --data fashion_mnist --attacks badnets --seeds 0
     .venv/bin/python benchmarks/detection_grid.py table
@@ -33,6 +36,7 @@ import torch
 from vablib import attacks
 from vablib.config import TrainConfig, VabConfig
 from vablib.detection import EntropyTracker
+from vablib.metrics import auroc
 from vablib.runner import parse_value
 from vablib.schedule import Schedule
 from vablib.vab import VabTrainer
@@ -95,21 +99,32 @@ def replay(rec, overrides: dict) -> list[dict]:
     vab_cfg = VabConfig(**{**json.loads(str(rec["vab"])), **overrides})
     labels, poisoned_mask = torch.as_tensor(rec["labels"]), torch.as_tensor(rec["poisoned"]).bool()
     tracker = EntropyTracker.from_config(vab_cfg, labels)
+    poisoned_labels = torch.unique(labels[poisoned_mask])
+    in_target = labels == poisoned_labels[0] if len(poisoned_labels) == 1 else None  # all-to-one only
     rows = []
     for s, entropy in enumerate(rec["entropy"]):
         suspicious = tracker.update(torch.as_tensor(entropy))
         if int(tracker.victim_set.sum()) != int(rec["n_victim_set"][s]):
             raise RuntimeError("the replayed victim set differs from the recorded run's: this rule changes the victim")
         hit = int((suspicious & poisoned_mask).sum())
+        # the victim's ranking (lower EMA entropy = more suspicious), over all samples and within the target label
+        ranking = {"auroc": auroc(-tracker.ema, poisoned_mask),
+                   "auroc_target": float("nan") if in_target is None else
+                   auroc(-tracker.ema[in_target], poisoned_mask[in_target])}
         rows.append({"recall": hit / max(1, int(poisoned_mask.sum())), "precision": hit / max(1, int(suspicious.sum())),
-                     "n": int(suspicious.sum()), "target": tracker.target, **tracker.confidence()})
+                     "n": int(suspicious.sum()), "target": tracker.target, **ranking, **tracker.confidence()})
     return rows
+
+
+def span(rows: list[dict], key: str) -> str:
+    """The lowest and the last value of `key` over the rows, as "low-end"."""
+    return f"{min(r[key] for r in rows):.2f}-{rows[-1][key]:.2f}"
 
 
 def table(args) -> None:
     folder = Path(args.out)
     print(f"{'run':<28} {'rule':<10} {'R final':>7} {'R low':>6} {'P final':>7} {'P low':>6} {'target':>6} "
-          f"{'abstain':>7} {'margin':>6} {'D split':>7} {'T share':>7} {'low conf':>8}")
+          f"{'abstain':>7} {'margin':>6} {'D split':>7} {'T share':>7} {'low conf':>8} {'AUROC':>9} {'in target':>9}")
     for path in sorted(folder.glob(f"{args.runs}.npz")):
         rec = np.load(path)
         first = int(rec["first_beneficiary"])
@@ -120,7 +135,8 @@ def table(args) -> None:
                   f"{end['precision']:7.3f} {min(r['precision'] for r in rows):6.3f} {end['target']:>6} "
                   f"{sum(r['target'] < 0 for r in rows):>3}/{len(rows):<3} {end['target_margin']:6.2f} "
                   f"{end['split_separation']:7.2f} {end.get('target_share', float('nan')):7.2f} "
-                  f"{sum(r['low_confidence'] for r in rows):>4}/{len(rows):<3}")
+                  f"{sum(r['low_confidence'] for r in rows):>4}/{len(rows):<3} {span(rows, 'auroc'):>9} "
+                  f"{span(rows, 'auroc_target'):>9}")
 
 
 def main(argv=None) -> int:
