@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.7
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -25,10 +25,11 @@
 # You will run the rounds and watch the split's quality after each scoring: precision (how many
 # suspicious samples are really poisoned), recall (how many poisoned samples were caught), the
 # false positive rate and the AUROC of the score. Column `inferred_target` is the label the split
-# takes as the attack's target: the label holding a majority of the scorings' votes, or -1 (every
-# label suspicious) while none does. A scoring votes for the label whose own log-entropies split
-# into two modes more clearly than every other's by `target_margin` (the poisoned and the clean
-# samples of the target), else for the label most over-represented in the victim's set.
+# takes as the attack's target: the label whose own log-entropies split into two modes more clearly
+# than every other's by `target_margin` (the poisoned and the clean samples of the target), when
+# the victim's set over-represents it; without such a lead, the label holding a majority of the
+# scorings' votes (each for the label most over-represented in the victim's set), or -1 (every
+# label suspicious) while none does.
 # Columns `split_separation` and `low_confidence` say, without the ground truth, how clearly the
 # scores the split is drawn from fall into two modes.
 

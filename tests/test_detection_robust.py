@@ -96,7 +96,24 @@ def test_target_changes_its_mind_when_another_label_stands_out():
     votes.update(early)
     assert votes.target == 2
     votes.update(late)
-    assert votes.target == -1  # one vote each: no majority, every label suspect
+    assert votes.target == 4  # a clear lead names the target at once
+
+
+def test_a_clear_lead_outvotes_the_scorings_before_it():
+    # a victim that has not learned the trigger: for four scorings a whole clean class (1) fills the
+    # victim's set and no label leads, so each votes for it; then label 3's poisoned low mode appears
+    labels = torch.arange(LABELS * PER_LABEL) // PER_LABEL
+    tracker = _tracker(labels, target_rule="votes", weight_new=1.0)
+    poisoned = (labels == 3) & (torch.arange(len(labels)) % PER_LABEL < 100)
+    for seed in range(4):
+        tracker.update(_scores({1: (PER_LABEL, -8.0)}, seed=seed)[0])
+        assert detection.separated_target(tracker.separations, tracker.target_margin) == -1
+    assert tracker.target == 1 and tracker.votes.tolist() == [0, 4, 0, 0, 0]
+    tracker.update(_scores({1: (PER_LABEL, -8.0), 3: (100, -12.0)}, seed=4)[0])
+    assert tracker.votes.tolist() == [0, 4, 0, 1, 0]  # one vote of five...
+    assert tracker.target == 3 and bool(tracker.suspicious[poisoned].all())  # ...and the target at once
+    tracker.update(_scores({1: (PER_LABEL, -8.0)}, seed=5)[0])  # the lead gone: the votes decide again
+    assert tracker.target == 1
 
 
 def test_abstaining_falls_back_to_every_label_and_says_it_is_unsure():

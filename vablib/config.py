@@ -222,7 +222,7 @@ class VabConfig:
     split: str = "hybrid"
     beneficiary_excludes: str = "either"  # hybrid split: leave out what "either" rule flags, or "both"
     suspect_labels: str = "target"  # "target": only the inferred target label is suspicious; "any": reference
-    target_inference: str = "votes"  # a majority of the scorings' votes; "separation": the clear leader of each scoring
+    target_inference: str = "votes"  # the clear leader, else a majority of the scorings' votes; "separation": the clear leader alone
     target_margin: float = 3.0  # a label whose scores split into two modes more clearly than every other's by this leads
     max_suspicious_fraction: float = 0.5
     max_label_fraction: float = 1.0  # with no target, no label has more of its samples suspicious (1: no cap)

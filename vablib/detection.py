@@ -11,12 +11,12 @@ one of three rules (`VabConfig.split`):
                what either flags (`beneficiary_excludes="either"`)
 
 With the training labels (`suspect_labels="target"`), only samples of the inferred target label
-are suspicious. By default (`target_inference="votes"`) each scoring votes: for the label whose own
-log-entropies split into two modes more clearly than every other label's by `target_margin`
-(poisoned and clean samples of the target; a clean class the victim is sure of is low as a whole,
-one mode) if the victim's set over-represents it, else for the label most over-represented in the
-victim's set. The target is the label holding a strict majority of the votes, and no label (the
-split falls back to every label) while none does. `"separation"` takes, at each scoring, the label
+are suspicious. By default (`target_inference="votes"`) the label whose own log-entropies split
+into two modes more clearly than every other label's by `target_margin` (poisoned and clean samples
+of the target; a clean class the victim is sure of is low as a whole, one mode) is the target at
+once if the victim's set over-represents it. Without such a lead, the scoring votes for the label
+most over-represented in the victim's set, and the target is the label holding a strict majority
+of all the votes, or no label (the split falls back to every label) while none does. `"separation"` takes, at each scoring, the label
 that leads by `target_margin`, with no memory, and no label when none does.
 `confidence()` says how clearly the split's samples separate, without the ground truth.
 docs/method.md and docs/detection.md give the measurements.
@@ -318,16 +318,22 @@ class EntropyTracker:
         return self.suspicious
 
     def _vote(self, victim_set: torch.Tensor) -> None:
-        """Count this scoring's vote and name the target: the label with more than MIN_VOTE_SHARE
-        of the votes, or -1. The vote goes to the label leading in separation when the victim's set
-        over-represents it too (a clean label can lead on a weak victim), else to the label most
-        over-represented in the victim's set (none from an empty set), which is a clean class the
-        victim is sure of as often as the target (Fashion-MNIST's trousers, docs/detection.md)."""
+        """Count this scoring's vote and name the target. A label leading in separation that the
+        victim's set over-represents too (a clean label can lead on a weak victim) gets the vote
+        and is the target at once, whatever the earlier votes said: early scorings of a victim that
+        has not yet learned the trigger vote for a clean class it is sure of, and their majority
+        would outlast the victim's later, clear answer (Fashion-MNIST Blended, docs/detection.md).
+        Otherwise the vote goes to the label most over-represented in the victim's set (none from an
+        empty set), which is a clean class the victim is sure of as often as the target
+        (Fashion-MNIST's trousers), and the target is the label with more than MIN_VOTE_SHARE of
+        the votes, or -1."""
         excess = over_representation(victim_set, self.target_labels, len(self.votes))
         lead = separated_target(self.separations, self.target_margin)
         if lead >= 0 and excess[lead] > 0:
             self.votes[lead] += 1
-        elif victim_set.any():
+            self.target = lead
+            return
+        if victim_set.any():
             self.votes[int(torch.argmax(excess))] += 1
         most = int(torch.argmax(self.votes))
         self.target = most if float(self.votes[most]) > MIN_VOTE_SHARE * float(self.votes.sum()) else -1
