@@ -16,8 +16,9 @@ into two modes more clearly than every other label's by `target_margin` (poisone
 of the target; a clean class the victim is sure of is low as a whole, one mode) is the target at
 once if the victim's set over-represents it. Without such a lead, the scoring votes for the label
 most over-represented in the victim's set, and the target is the label holding a strict majority
-of all the votes, or no label (the split falls back to every label) while none does. `"separation"` takes, at each scoring, the label
-that leads by `target_margin`, with no memory, and no label when none does.
+of all the votes, or no label (the split falls back to every label) while none does.
+`"separation"` takes, at each scoring, the label that leads by `target_margin`, with no memory,
+and no label when none does.
 `confidence()` says how clearly the split's samples separate, without the ground truth.
 docs/method.md and docs/detection.md give the measurements.
 Everything is vectorised on the device; no per-sample Python loop.
